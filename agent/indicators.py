@@ -1,0 +1,252 @@
+"""Indicator values and their normalization: the one place that decides what a valid value is.
+
+Every format parser funnels its raw tokens through `normalize()` (or the narrower helpers), so that
+"1.2.3.4", "EVIL.Example.", "https://evil.example/x" and "évil.example" all become one canonical
+text. The renderers re-check the same character classes before writing an nft script or a zone, so
+a value that slipped past here still cannot inject a line.
+
+Speed matters: a national feed holds a million values. The bulk path uses `socket.inet_pton` and a
+compiled regex (cheap, see design section 3); `idna` and int arithmetic are only reached for the
+rare non-ASCII names and for prefixes.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterable
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+IPV4 = "ipv4"
+IPV6 = "ipv6"
+DOMAIN = "domain"
+TYPES = (IPV4, IPV6, DOMAIN)
+
+
+class Indicator(NamedTuple):
+    """One normalized value from one source.
+
+    `value` is canonical text: "192.0.2.1", "198.51.100.0/24", "2001:db8::1", "2001:db8::/32" or
+    "evil.example" (lowercase, ASCII/punycode, no trailing dot). A prefix keeps its type (ipv4 or
+    ipv6) and is recognised by its "/". `subdomains` only means something for domains: the entry
+    also covers every name below it (`*.name` in RPZ). `expires` is a Unix time or None. `ref` is
+    where it came from inside its source (a line number, or an object id for JSON formats), kept
+    for `why`.
+    """
+
+    type: str
+    value: str
+    subdomains: bool = False
+    expires: int | None = None
+    ref: str = ""
+
+    @property
+    def is_prefix(self) -> bool:
+        return "/" in self.value
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"type": self.type, "value": self.value}
+        if self.type == DOMAIN:
+            out["subdomains"] = self.subdomains
+        if self.expires is not None:
+            out["expires"] = self.expires
+        if self.ref:
+            out["ref"] = self.ref
+        return out
+
+
+class Reject(NamedTuple):
+    """A line or object that was not accepted, with the reason written for an operator."""
+
+    ref: str
+    reason: str
+    text: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        key = "line" if self.ref.isdigit() else "ref"
+        out = {key: self.ref, "reason": self.reason}
+        if self.text:
+            out["text"] = self.text
+        return out
+
+
+class ParseResult(NamedTuple):
+    indicators: tuple[Indicator, ...]
+    rejects: tuple[Reject, ...]
+
+
+class InvalidValue(ValueError):
+    """Raised by the normalizers; the message is the reject reason shown to the operator."""
+
+
+# A hostname label: letters, digits, underscore (seen in real DNS data) and inner hyphens.
+_LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
+HOSTNAME_RE = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
+# What a rendered name or address may ever contain; used again by the renderers on whole blobs.
+SAFE_NAME_CHARS = re.compile(r"[a-z0-9_.\-*]*")
+SAFE_ADDR_CHARS = re.compile(r"[0-9a-f.:/]*")
+_ALL_DIGITS = re.compile(r"[0-9]+")
+_FAMILY = {IPV4: (socket.AF_INET, 32), IPV6: (socket.AF_INET6, 128)}
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def ip_to_int(text: str, family: int) -> int:
+    return int.from_bytes(socket.inet_pton(family, text), "big")
+
+
+def int_to_ip(value: int, family: int) -> str:
+    size = 4 if family == socket.AF_INET else 16
+    return socket.inet_ntop(family, value.to_bytes(size, "big"))
+
+
+def normalize_ip(text: str) -> tuple[str, str]:
+    """Return (type, canonical) for an address or prefix, or raise InvalidValue.
+
+    A prefix with host bits set ("192.0.2.7/24") is reduced to its network, as routers do; a
+    host prefix (/32, /128) becomes a plain address so that it lands in the hash set.
+    """
+    addr, slash, length = text.partition("/")
+    if ":" in addr:
+        kind = IPV6
+        if addr.startswith("[") and addr.endswith("]"):
+            addr = addr[1:-1]
+        if "%" in addr:
+            raise InvalidValue(f"IPv6 address with a zone index: {_clip(text)}")
+    else:
+        kind = IPV4
+    family, bits = _FAMILY[kind]
+    try:
+        packed = socket.inet_pton(family, addr)
+    except (OSError, ValueError):
+        raise InvalidValue(f"not a valid {kind} address: {_clip(text)}") from None
+    if not slash:
+        return kind, socket.inet_ntop(family, packed)
+    if not _ALL_DIGITS.fullmatch(length) or int(length) > bits:
+        raise InvalidValue(f"bad prefix length in {_clip(text)}")
+    plen = int(length)
+    if plen == bits:
+        return kind, socket.inet_ntop(family, packed)
+    mask = ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
+    network = int.from_bytes(packed, "big") & mask
+    return kind, f"{int_to_ip(network, family)}/{plen}"
+
+
+def normalize_domain(text: str) -> str:
+    """Return the canonical form of a hostname, or raise InvalidValue.
+
+    Lowercase, trailing dot removed, IDN converted to punycode (IDNA 2008 with UTS 46 mapping).
+    Labels 1..63 octets, the whole at most 253, and the last label must not be all digits (that is
+    an address written wrong, not a name). A single label ("fr") is a valid name here: refusing
+    TLDs and public suffixes is the guards' job, so that it is reported as the danger it is.
+    """
+    name = text.strip().lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise InvalidValue("empty name")
+    if not name.isascii():
+        name = _to_punycode(name, text)
+    if len(name) > 253:
+        raise InvalidValue(f"name longer than 253 characters: {_clip(text)}")
+    if not HOSTNAME_RE.fullmatch(name):
+        if any(len(label) > 63 for label in name.split(".")):
+            raise InvalidValue(f"label longer than 63 characters in {_clip(text)}")
+        raise InvalidValue(f"not a valid domain name: {_clip(text)!r}")
+    if _ALL_DIGITS.fullmatch(name.rpartition(".")[2]):
+        raise InvalidValue(f"not a valid address or domain name: {_clip(text)}")
+    return name
+
+
+def _to_punycode(name: str, original: str) -> str:
+    import idna  # Debian's python3-idna, a dependency of python3-requests
+
+    try:
+        return str(idna.encode(name, uts46=True).decode("ascii"))
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidValue(f"not a valid internationalized name: {_clip(original)}") from None
+
+
+def host_from_url(text: str) -> str:
+    """The host part of a URL ("hxxp://evil[.]example:8080/x" is de-fanged first)."""
+    url = text.strip()
+    url = url.replace("[.]", ".").replace("(.)", ".").replace("[:]", ":")
+    if url[:4].lower() == "hxxp":
+        url = "http" + url[4:]
+    if "://" not in url:
+        url = "http://" + url
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise InvalidValue(f"no host in URL: {_clip(text)}")
+    return host
+
+
+def strip_port(text: str) -> str:
+    """"1.2.3.4:443" -> "1.2.3.4"; "[2001:db8::1]:443" -> "2001:db8::1"; others unchanged."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end > 0:
+            return text[1:end]
+        return text
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        if port.isdigit():
+            return host
+    return text
+
+
+def normalize(text: str, *, ref: str = "", expires: int | None = None) -> Indicator:
+    """Turn one raw token (address, prefix, name, `*.name`, URL, host:port) into an Indicator."""
+    token = text.strip()
+    if not token:
+        raise InvalidValue("empty value")
+    if "://" in token or token[:4].lower() == "hxxp":
+        token = host_from_url(token)
+    subdomains = False
+    if token.startswith("*."):
+        subdomains = True
+        token = token[2:]
+    elif token.startswith("."):
+        subdomains = True  # ".example.org" is the dnsmasq/squid way of saying "and below"
+        token = token[1:]
+    first = token[:1]
+    if first.isdigit() or ":" in token or first == "[":
+        candidate = strip_port(token)
+        try:
+            kind, value = normalize_ip(candidate)
+        except InvalidValue:
+            if ":" in candidate or "/" in candidate:
+                raise
+        else:
+            if subdomains:
+                raise InvalidValue(f"wildcard on an address: {_clip(text)}")
+            return Indicator(kind, value, False, expires, ref)
+    if "/" in token:
+        raise InvalidValue(f"not a valid address, prefix or name: {_clip(text)}")
+    name = normalize_domain(token)
+    return Indicator(DOMAIN, name, subdomains, expires, ref)
+
+
+def try_normalize(
+    text: str, ref: str, indicators: list[Indicator], rejects: list[Reject],
+    *, expires: int | None = None, subdomains: bool = False,
+) -> None:
+    """Append the normalized value or a reject: the loop body shared by every format parser."""
+    try:
+        ind = normalize(text, ref=ref, expires=expires)
+    except InvalidValue as exc:
+        rejects.append(Reject(ref, str(exc), _clip(text.strip())))
+        return
+    if subdomains and ind.type == DOMAIN and not ind.subdomains:
+        ind = ind._replace(subdomains=True)
+    indicators.append(ind)
+
+
+def result(indicators: Iterable[Indicator], rejects: Iterable[Reject]) -> ParseResult:
+    return ParseResult(tuple(indicators), tuple(rejects))
