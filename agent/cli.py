@@ -1,0 +1,217 @@
+"""The command line (design section 11, a v1 contract: names, flags, exit codes, --json keys).
+
+Exit codes: 0 success; 1 failure (a feed refused, a plan held, an apply failed, a degraded
+`status`); 2 usage or configuration error. Errors go to stderr as the operator-facing message
+of an AgentError; the traceback only with --debug. Quiet on success unless -v or the command's
+purpose is to print something.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent import config as config_mod
+from agent.errors import AgentError, ConfigError, UsageError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("agent")
+
+EPILOG = """exit codes: 0 success, 1 failure (feed refused, plan held, apply failed),
+2 usage or configuration error. See blocklist-agent(8)."""
+
+
+class Output:
+    """Where a command writes: text for people, or one JSON document for machines."""
+
+    def __init__(self, as_json: bool, verbose: bool, quiet: bool) -> None:
+        self.json = as_json
+        self.verbose = verbose
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+
+    def emit(self, data: Any, text: Callable[[], str]) -> None:
+        if self.json:
+            print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        else:
+            out = text()
+            if out:
+                print(out)
+
+    def progress(self, message: str) -> None:
+        if (self.tty or self.verbose) and not self.json and not self.quiet:
+            print(f"... {message}", file=sys.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        print(f"blocklist-agent: {message}", file=sys.stderr)
+
+
+def operator() -> str:
+    """The person behind the command, also through sudo (for the audit trail)."""
+    for var in ("SUDO_USER", "LOGNAME", "USER"):
+        value = os.environ.get(var)
+        if (value and value != "root") or (var == "USER" and value):
+            return value
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
+def load_config(args: argparse.Namespace) -> config_mod.Config:
+    return config_mod.load(args.config)
+
+
+def duration_arg(text: str) -> int:
+    try:
+        return config_mod.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# --- parser ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document (for scripts)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="say what is being done")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print only errors")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logs")
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS, metavar="CONFIG",
+                        help=f"configuration file (default {config_mod.DEFAULT_CONFIG_PATH})")
+
+    parser = argparse.ArgumentParser(
+        prog="blocklist-agent", parents=[common], epilog=EPILOG,
+        description="Signed blocklists enforced in nftables and DNS RPZ, and the kill switch.",
+    )
+    parser.add_argument("--version", action="version", version=f"blocklist-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, func: Callable[..., int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text,
+                           epilog=EPILOG)
+        p.set_defaults(func=func)
+        return p
+
+    from agent.commands import feeds, local, sync
+
+    p = command("sync", "one full pass: fetch, verify, merge, plan, apply, record", sync.cmd_sync)
+    p.add_argument("--dry-run", action="store_true",
+                   help="change nothing (kernel, resolver, state); print the plan")
+    p.add_argument("--render-to", type=Path, metavar="DIR",
+                   help="also write DIR/ruleset.nft and DIR/rpz.zone")
+    p.add_argument("--force", action="store_true",
+                   help="apply a plan held by guards.max_change (after checking it)")
+
+    p = command("verify", "check a feed's signature and manifest, print its summary",
+                feeds.cmd_verify)
+    p.add_argument("target", metavar="URL-or-PATH",
+                   help="manifest.json (or a signed single list) as URL, path or directory")
+    p.add_argument("--key", action="append", default=[], metavar="PUB",
+                   help="trusted public key: base64 line or .pub file (repeatable; default: "
+                        "the keys of the configured feeds)")
+    p.add_argument("--ca-file", metavar="FILE", help="CA bundle for https")
+
+    p = command("parse", "print the normalized indicators of one file", feeds.cmd_parse)
+    p.add_argument("file", metavar="FILE", help="the file ('-' for standard input)")
+    p.add_argument("--format", default="auto", metavar="F",
+                   help="auto (default), plain, hosts, spamhaus-drop, spamhaus-json, feodo-csv, "
+                        "threatfox-csv, urlhaus-csv, misp-csv, misp-json, stix2, rpz")
+
+    command("status", "feeds, enforced counts, overrides, last sync; exit 1 if degraded",
+            sync.cmd_status)
+
+    p = command("why", "is this address or name blocked, by what, or allowed, by what",
+                sync.cmd_why)
+    p.add_argument("value", metavar="VALUE")
+
+    for name, help_text in (("allow", "never block VALUE (wins over every feed)"),
+                            ("deny", "block VALUE locally (guard rails still apply)")):
+        p = command(name, help_text, local.cmd_add)
+        p.add_argument("value", metavar="VALUE",
+                       help="address, prefix, name, or *.name for a name and its subdomains")
+        p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+        p.add_argument("--for", dest="duration", type=duration_arg, metavar="D",
+                       help="expire after D (30m, 2h, 7d)")
+        p.set_defaults(action=name)
+    p = command("unallow", "remove a local allow entry", local.cmd_remove)
+    p.add_argument("value", metavar="VALUE")
+    p.set_defaults(action="allow")
+    p = command("undeny", "remove a local deny entry", local.cmd_remove)
+    p.add_argument("value", metavar="VALUE")
+    p.set_defaults(action="deny")
+
+    p = command("keygen", "make a minisign-compatible key pair for a feed publisher",
+                feeds.cmd_keygen)
+    p.add_argument("--out", required=True, metavar="PREFIX",
+                   help="writes PREFIX.pub and PREFIX.key")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="encrypt the secret key with the password in FILE (default: unencrypted, "
+                        "mode 0600, like minisign -W)")
+
+    p = command("publish", "build and sign a feed directory", feeds.cmd_publish)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--key", required=True, metavar="SECKEY", help="minisign secret key file")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.add_argument("--serial", type=int, metavar="N",
+                   help="default: the serial in DIR/manifest.json + 1, or 1")
+    p.add_argument("--expires", type=duration_arg, default=7 * 86400, metavar="D",
+                   help="validity from now (default 7d)")
+    p.add_argument("--publisher", default="", help="publisher name shown to subscribers")
+    p.add_argument("--format", default="auto", metavar="F",
+                   help="payload format recorded in the manifest (default auto)")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="password of an encrypted secret key")
+
+    command("check-config", "validate the configuration file; exit 2 if it is wrong",
+            sync.cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # the shared options may stand before or after the command; fill in what was not given
+    # (argparse shares option objects between parents, so defaults cannot live on them)
+    defaults = {"json": False, "verbose": False, "quiet": False, "debug": False,
+                "config": os.environ.get("BLOCKLIST_AGENT_CONFIG",
+                                         config_mod.DEFAULT_CONFIG_PATH)}
+    for key, value in defaults.items():
+        if not hasattr(args, key):
+            setattr(args, key, value)
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.CRITICAL
+    logging.basicConfig(level=level, format="blocklist-agent: %(levelname)s: %(message)s")
+    out = Output(args.json, args.verbose, args.quiet)
+    try:
+        result: int = args.func(args, out)
+        return result
+    except AgentError as exc:
+        if args.debug:
+            raise
+        if out.json:
+            print(json.dumps({"error": exc.to_dict()}, indent=2))
+        print(f"blocklist-agent: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("blocklist-agent: interrupted", file=sys.stderr)
+        return 130
+
+
+def now_ts() -> int:
+    return int(time.time())
+
+
+__all__ = ["ConfigError", "Output", "UsageError", "main"]

@@ -1,0 +1,189 @@
+"""Commands over the pipeline and its state: sync, status, why, check-config."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agent import hostinfo, pipeline
+from agent.backends.registry import backends_for
+from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config
+from agent.fetch import HttpFetcher
+from agent.guards import Policy
+from agent.state import StateStore
+from agent.why import explain
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def plan_text(result: pipeline.SyncResult) -> str:
+    lines = []
+    for f in result.to_dict()["feeds"]:
+        head = f"feed {f['name']}: {f['status']}"
+        if f["serial"] is not None:
+            head += f", serial {f['serial']}"
+        if f["publisher"]:
+            head += f" ({f['publisher']})"
+        head += (f": {_n(f['parsed'])} parsed, {_n(f['accepted'])} accepted, "
+                 f"{_n(f['parse_rejects'])} malformed")
+        guard = f["guard_rejects"]
+        if guard:
+            detail = ", ".join(f"{k} {_n(v)}" for k, v in sorted(guard.items()))
+            head += f", {_n(sum(guard.values()))} refused by guards ({detail})"
+        lines.append(head)
+        if f["stale"]:
+            lines.append(f"  WARNING: the enforced copy expired at {f['expires']}")
+        if f["error"]:
+            err = f["error"]
+            lines.append(f"  REFUSED ({err['reason']}): {err['message']}")
+            if err["hint"]:
+                lines.append(f"  what to do: {err['hint']}")
+        for sample in f["reject_samples"][:3]:
+            lines.append(f"  malformed {sample.get('line') or sample.get('ref')}: "
+                         f"{sample['reason']}")
+        for sample in f["guard_samples"][:3]:
+            lines.append(f"  refused: {sample['detail']}")
+    ov = result.overrides
+    if ov.allow or ov.deny or ov.rejects:
+        lines.append(f"local overrides: {len(ov.allow)} allow, {len(ov.deny)} deny, "
+                     f"{len(ov.rejects)} malformed")
+        lines += [f"  {r.ref}: {r.reason}" for r in ov.rejects[:5]]
+    counts = result.blocklist.counts()
+    lines.append("enforced: " + ", ".join(f"{k} {_n(v)}" for k, v in counts.items() if v)
+                 if result.blocklist.total else "enforced: nothing")
+    plan = result.plan
+    if plan.first:
+        lines.append(f"plan: first sync, +{_n(plan.added)} entries")
+    elif plan.empty:
+        lines.append("plan: no change")
+    else:
+        lines.append(f"plan: +{_n(plan.added)} -{_n(plan.removed)} "
+                     f"({plan.ratio:.1%} of {_n(plan.before)} enforced)")
+    if plan.held:
+        lines.append(f"HELD: {plan.held}")
+        lines.append("  what to do: check the feed (blocklist-agent status, why), then run "
+                     "`blocklist-agent sync --force` if the change is expected")
+    for name, path in result.rendered.items():
+        lines.append(f"rendered {name}: {path}")
+    if result.error:
+        lines.append(f"APPLY FAILED: {result.error}")
+    if result.dry_run:
+        lines.append("dry run: nothing was changed")
+    return "\n".join(lines)
+
+
+def cmd_sync(args: argparse.Namespace, out: Output) -> int:
+    config = load_config(args)
+    store = StateStore(config.state_dir)
+    backends = [] if args.dry_run else backends_for(config)
+    own = hostinfo.local_addresses() + hostinfo.resolvers()
+    with store.lock():
+        result = pipeline.run(config, fetcher=HttpFetcher(), store=store, backends=backends,
+                              dry_run=args.dry_run, force=args.force,
+                              render_to=args.render_to, own_addresses=own,
+                              progress=out.progress)
+    if out.json or args.dry_run or out.verbose or not result.ok:
+        out.emit(result.to_dict(), lambda: plan_text(result))
+    return EXIT_OK if result.ok else EXIT_FAIL
+
+
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    config = load_config(args)
+    store = StateStore(config.state_dir)
+    status = store.load_status()
+    applied = store.load_applied()
+    doc: dict[str, Any] = {
+        "feeds": status.get("feeds", {}),
+        "last_sync": status.get("last_sync"),
+        "enforced": applied[0].counts() if applied else {},
+        "applied_at": applied[1].get("applied_at") if applied else None,
+        "guard_rejects": status.get("guard_rejects", {}),
+        "overrides": status.get("overrides", {}),
+    }
+    configured = {f.name for f in config.feeds}
+    for name in configured - set(doc["feeds"]):
+        doc["feeds"][name] = {"name": name, "status": "never synced", "error": None}
+    healthy = bool(doc["last_sync"]) and doc["last_sync"]["result"] == "ok" and all(
+        f.get("error") is None for f in doc["feeds"].values())
+    doc["healthy"] = healthy
+    out.emit(doc, lambda: status_text(doc))
+    return EXIT_OK if healthy else EXIT_FAIL
+
+
+def status_text(doc: dict[str, Any]) -> str:
+    lines = []
+    last = doc["last_sync"]
+    if last:
+        lines.append(f"last sync: {last['time']}, {last['result']}"
+                     + (" (applied)" if last.get("applied") else " (not applied)"))
+        if last.get("plan", {}).get("held"):
+            lines.append(f"  HELD: {last['plan']['held']}")
+            lines.append("  what to do: check, then `blocklist-agent sync --force`")
+        if last.get("error"):
+            lines.append(f"  apply failed: {last['error']['message']}")
+    else:
+        lines.append("last sync: never (run `blocklist-agent sync`)")
+    for name, f in sorted(doc["feeds"].items()):
+        line = f"feed {name}: {f.get('status')}"
+        if f.get("serial") is not None:
+            line += f", serial {f['serial']}, expires {f.get('expires') or 'never'}"
+        if f.get("last_success"):
+            line += f", last success {f['last_success']}"
+        lines.append(line)
+        if f.get("stale"):
+            lines.append("  WARNING: enforcing an expired copy; the publisher must re-sign")
+        err = f.get("error")
+        if err:
+            lines.append(f"  last error ({err['reason']}): {err['message']}")
+            if err.get("hint"):
+                lines.append(f"  what to do: {err['hint']}")
+        guard = f.get("guard_rejects") or {}
+        if guard or f.get("parse_rejects"):
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(guard.items()))
+            lines.append(f"  rejected: {f.get('parse_rejects', 0)} malformed"
+                         + (f", guards: {detail}" if detail else ""))
+    enforced = doc["enforced"]
+    lines.append("enforced: " + (", ".join(f"{k} {_n(v)}" for k, v in enforced.items() if v)
+                                 or "nothing"))
+    return "\n".join(lines)
+
+
+def cmd_why(args: argparse.Namespace, out: Output) -> int:
+    config = load_config(args)
+    store = StateStore(config.state_dir)
+    policy = Policy.from_config(config)
+    answer = explain(args.value, store, config.local_dir, policy)
+    out.emit(answer.to_dict(), lambda: why_text(answer.to_dict()))
+    return EXIT_OK
+
+
+def why_text(a: dict[str, Any]) -> str:
+    if not a["applied"]:
+        head = f"{a['value']}: not blocked (nothing has been applied yet)"
+    elif a["blocked"]:
+        head = f"{a['value']}: BLOCKED"
+    else:
+        head = f"{a['value']}: not blocked"
+    lines = [head]
+    for e in a["enforced"]:
+        lines.append(f"  enforced by set {e['set']}: {e['entry']}")
+    for s in a["sources"]:
+        serial = f" serial {s['serial']}" if s.get("serial") is not None else ""
+        lines.append(f"  listed by {s['feed']}{serial}: {s['entry']} ({s['ref']})")
+    for o in a["allowed_by"]:
+        lines.append(f"  allowed by {o['where']}: {o['value']} ({o['reason'] or 'no reason'}, "
+                     f"by {o['by'] or '?'})")
+    for g in a["guard"]:
+        lines.append(f"  refused by guard rails ({g['feed']}): {g['detail']}")
+    return "\n".join(lines)
+
+
+def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
+    config = load_config(args)
+    backends_for(config)
+    Policy.from_config(config)
+    out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds)},
+             lambda: "" if not out.verbose else f"{config.path}: OK")
+    return EXIT_OK

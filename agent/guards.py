@@ -1,0 +1,284 @@
+"""Guard rails (design section 5): a feed must never be able to take the hospital offline.
+
+Every indicator passes here before it can be merged. Refused entries are reported with a stable
+reason code (counted per reason in the plan, `status` and metrics) and a sentence for the
+operator; they are never enforced. Pure: the policy is built from the config plus facts read at
+the edge (the gateway's own addresses, its resolvers) and passed in.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from agent.config import Config
+from agent.indicators import DOMAIN, IPV4, IPV6, Indicator, InvalidValue, normalize
+from agent.psl import PublicSuffixList
+from agent.psl import default as default_psl
+
+# Reason codes: stable, used as keys in status, metrics and --json.
+PREFIX_TOO_SHORT = "prefix-too-short"
+SPECIAL_RANGE = "special-range"
+PROTECTED = "protected"
+OWN_ADDRESS = "own-address"
+PUBLIC_SUFFIX = "public-suffix"
+EXPIRED = "expired"
+REASONS = (PREFIX_TOO_SHORT, SPECIAL_RANGE, PROTECTED, OWN_ADDRESS, PUBLIC_SUFFIX, EXPIRED)
+
+# IANA special-purpose registries (RFC 6890 and successors): never a sensible block target, and
+# blocking them could cut the hospital's own networks. `guards.allow_special` lifts a range.
+SPECIAL_V4 = (
+    ("0.0.0.0/8", "'this network'"), ("10.0.0.0/8", "private (RFC 1918)"),
+    ("100.64.0.0/10", "carrier-grade NAT"), ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"), ("172.16.0.0/12", "private (RFC 1918)"),
+    ("192.0.0.0/24", "IETF protocol assignments"), ("192.0.2.0/24", "documentation"),
+    ("192.168.0.0/16", "private (RFC 1918)"), ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"), ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved"),
+)
+SPECIAL_V6 = (
+    ("::/128", "unspecified"), ("::1/128", "loopback"), ("::ffff:0:0/96", "IPv4-mapped"),
+    ("64:ff9b::/96", "NAT64"), ("100::/64", "discard-only"),
+    ("2001::/23", "IETF protocol assignments"), ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"), ("fc00::/7", "unique local"), ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+)
+
+
+class GuardReject(NamedTuple):
+    indicator: Indicator
+    reason: str
+    detail: str
+
+
+class GuardResult(NamedTuple):
+    accepted: tuple[Indicator, ...]
+    rejected: tuple[GuardReject, ...]
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(r.reason for r in self.rejected))
+
+
+class _Ranges:
+    """Labelled ranges of one family, answering "does [start, end] touch any of them?" in O(log n).
+
+    Overlapping input ranges are merged for the search; the label is looked up again (slowly)
+    only for the rare entry that is refused, to name the range in the message.
+    """
+
+    def __init__(self, family: int, labelled: Iterable[tuple[str, str]]) -> None:
+        self.family = family
+        self.bits = 32 if family == socket.AF_INET else 128
+        items = sorted((*_bounds(cidr, family), label) for cidr, label in labelled)
+        self.items = items
+        starts: list[int] = []
+        ends: list[int] = []
+        for start, end, _ in items:
+            if ends and start <= ends[-1] + 1:
+                ends[-1] = max(ends[-1], end)
+            else:
+                starts.append(start)
+                ends.append(end)
+        self.starts = starts
+        self.ends = ends
+
+    def touches(self, start: int, end: int) -> bool:
+        idx = bisect_right(self.starts, end) - 1
+        return idx >= 0 and self.ends[idx] >= start
+
+    def label(self, start: int, end: int) -> str:
+        for lo, hi, label in self.items:
+            if lo <= end and hi >= start:
+                return label
+        return ""
+
+
+def _bounds(cidr: str, family: int) -> tuple[int, int]:
+    bits = 32 if family == socket.AF_INET else 128
+    addr, _, length = cidr.partition("/")
+    plen = int(length) if length else bits
+    start = int.from_bytes(socket.inet_pton(family, addr), "big")
+    start &= ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
+    return start, start | ((1 << (bits - plen)) - 1)
+
+
+def _subtract(ranges: Sequence[tuple[str, str]], allowed: Sequence[str], family: int) -> list[
+    tuple[str, str]
+]:
+    """Drop the special ranges that `allow_special` lifts (the whole range, or a part of it)."""
+    import netaddr  # only at policy build time: a handful of ranges
+
+    out: list[tuple[str, str]] = []
+    lifted = netaddr.IPSet(a for a in allowed if (":" in a) == (family == socket.AF_INET6))
+    for cidr, label in ranges:
+        remaining = netaddr.IPSet([cidr]) - lifted
+        out.extend((str(net), f"{cidr}, {label}") for net in remaining.iter_cidrs())
+    return out
+
+
+def _ancestors(names: Iterable[str]) -> frozenset[str]:
+    out: set[str] = set()
+    for name in names:
+        labels = name.split(".")
+        out.update(".".join(labels[i:]) for i in range(1, len(labels)))
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the guards need, prepared once per sync so each check costs one bisect."""
+
+    min_prefix_v4: int
+    min_prefix_v6: int
+    special: dict[str, _Ranges]
+    protected: dict[str, _Ranges]
+    own: dict[str, _Ranges]
+    any_range: dict[str, _Ranges]  # the union of the three: one bisect for the common case
+    protected_names: frozenset[str]
+    protected_suffixes: tuple[str, ...]
+    protected_ancestors: frozenset[str]
+    psl: PublicSuffixList
+    now: int
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        min_prefix_v4: int = 8,
+        min_prefix_v6: int = 32,
+        protected: Iterable[str] = (),
+        allow_special: Sequence[str] = (),
+        own_addresses: Iterable[str] = (),
+        psl: PublicSuffixList | None = None,
+        now: int | None = None,
+    ) -> Policy:
+        nets: dict[str, list[tuple[str, str]]] = {IPV4: [], IPV6: []}
+        names: set[str] = set()
+        for entry in protected:
+            ind = _protected_entry(entry)
+            if ind.type == DOMAIN:
+                names.add(ind.value)
+            else:
+                nets[ind.type].append((ind.value, entry))
+        own: dict[str, list[tuple[str, str]]] = {IPV4: [], IPV6: []}
+        for addr in own_addresses:
+            kind = IPV6 if ":" in addr else IPV4
+            own[kind].append((addr, addr))
+        v4, v6 = socket.AF_INET, socket.AF_INET6
+        special4 = _subtract(SPECIAL_V4, allow_special, v4)
+        special6 = _subtract(SPECIAL_V6, allow_special, v6)
+        return cls(
+            min_prefix_v4=min_prefix_v4,
+            min_prefix_v6=min_prefix_v6,
+            special={IPV4: _Ranges(v4, special4), IPV6: _Ranges(v6, special6)},
+            protected={IPV4: _Ranges(v4, nets[IPV4]), IPV6: _Ranges(v6, nets[IPV6])},
+            own={IPV4: _Ranges(v4, own[IPV4]), IPV6: _Ranges(v6, own[IPV6])},
+            any_range={
+                IPV4: _Ranges(v4, [*special4, *nets[IPV4], *own[IPV4]]),
+                IPV6: _Ranges(v6, [*special6, *nets[IPV6], *own[IPV6]]),
+            },
+            protected_names=frozenset(names),
+            protected_suffixes=tuple("." + n for n in sorted(names)),
+            protected_ancestors=_ancestors(names),
+            psl=psl or default_psl(),
+            now=int(time.time()) if now is None else now,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        own_addresses: Iterable[str] = (),
+        extra_protected: Iterable[str] = (),
+        psl: PublicSuffixList | None = None,
+        now: int | None = None,
+    ) -> Policy:
+        """The config's guards, plus what must stay reachable for the gateway to be managed.
+
+        The management networks and the isolation allowlist (essential services) are protected
+        too: a feed that blocked them would undo the crisis playbook.
+        """
+        g = config.guards
+        protected = [*g.protected, *config.firewall.management, *config.isolation.allow,
+                     *extra_protected]
+        return cls.build(
+            min_prefix_v4=g.min_prefix_v4, min_prefix_v6=g.min_prefix_v6, protected=protected,
+            allow_special=g.allow_special, own_addresses=own_addresses, psl=psl, now=now,
+        )
+
+    def check_one(self, ind: Indicator) -> GuardReject | None:
+        """The reason this indicator must not be enforced, or None when it is safe."""
+        if ind.expires is not None and ind.expires <= self.now:
+            return GuardReject(ind, EXPIRED, f"{ind.value}: expired at {_iso(ind.expires)}")
+        if ind.type == DOMAIN:
+            return self._check_name(ind)
+        return self._check_ip(ind)
+
+    def _check_name(self, ind: Indicator) -> GuardReject | None:
+        name = ind.value
+        if name in self.protected_names or name.endswith(self.protected_suffixes):
+            return GuardReject(ind, PROTECTED, f"{name} is a protected name or below one")
+        if ind.subdomains and name in self.protected_ancestors:
+            covered = sorted(p for p in self.protected_names if p.endswith("." + name))
+            return GuardReject(ind, PROTECTED, f"*.{name} would cover protected {covered[0]}")
+        if self.psl.is_public_suffix(name):
+            return GuardReject(ind, PUBLIC_SUFFIX, f"{name} is a public suffix (a whole registry)")
+        return None
+
+    def _check_ip(self, ind: Indicator) -> GuardReject | None:
+        value = ind.value
+        addr, slash, length = value.partition("/")
+        if ind.type == IPV4:
+            family, bits, minimum = socket.AF_INET, 32, self.min_prefix_v4
+        else:
+            family, bits, minimum = socket.AF_INET6, 128, self.min_prefix_v6
+        plen = int(length) if slash else bits
+        if plen < minimum:
+            return GuardReject(
+                ind, PREFIX_TOO_SHORT,
+                f"{value} is shorter than /{minimum} (guards.min_prefix_{ind.type[2:]})",
+            )
+        start = int.from_bytes(socket.inet_pton(family, addr), "big")
+        end = start | ((1 << (bits - plen)) - 1)
+        if not self.any_range[ind.type].touches(start, end):
+            return None
+        for ranges, reason, what in (
+            (self.protected[ind.type], PROTECTED, "protected network"),
+            (self.own[ind.type], OWN_ADDRESS, "address of this gateway"),
+            (self.special[ind.type], SPECIAL_RANGE, "special-purpose range"),
+        ):
+            if ranges.touches(start, end):
+                label = ranges.label(start, end)
+                return GuardReject(ind, reason, f"{value} touches {what} {label}".rstrip())
+        return None
+
+    def check(self, indicators: Iterable[Indicator]) -> GuardResult:
+        accepted: list[Indicator] = []
+        rejected: list[GuardReject] = []
+        check_one = self.check_one
+        for ind in indicators:
+            bad = check_one(ind)
+            if bad is None:
+                accepted.append(ind)
+            else:
+                rejected.append(bad)
+        return GuardResult(tuple(accepted), tuple(rejected))
+
+
+def _protected_entry(entry: str) -> Indicator:
+    try:
+        return normalize(entry)
+    except InvalidValue as exc:
+        from agent.errors import ConfigError
+
+        raise ConfigError(f"protected entry {entry!r}: {exc}", where="guards.protected") from None
+
+
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -1,0 +1,170 @@
+"""Merge: every feed's accepted indicators plus local overrides into one enforceable blocklist.
+
+The output is shaped for the kernel and the resolver, not for people: single addresses apart
+from prefixes (hash sets vs interval sets), prefixes aggregated so that no two overlap (nft
+rejects overlapping elements and its auto-merge makes later deletes fail, design section 6),
+addresses already covered by a prefix dropped, names covered by a blocked parent dropped. Local
+allows win over everything and are kept for `rpz-passthru.`.
+
+Provenance (which feed, serial and line) is not carried here: it is recorded per feed by the
+state and looked up by `why`, which keeps a million-entry merge cheap.
+"""
+
+from __future__ import annotations
+
+import socket
+from bisect import bisect_right
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from agent.indicators import DOMAIN, IPV4, IPV6, Indicator
+
+SET_NAMES = ("v4", "v4_nets", "v6", "v6_nets", "names", "wild", "allow_names", "allow_wild",
+             "allow_ips")
+
+
+class Blocklist(NamedTuple):
+    """What is enforced: immutable sets of canonical text values."""
+
+    v4: frozenset[str] = frozenset()  # single IPv4 addresses
+    v4_nets: frozenset[str] = frozenset()  # aggregated IPv4 prefixes, no overlap
+    v6: frozenset[str] = frozenset()
+    v6_nets: frozenset[str] = frozenset()
+    names: frozenset[str] = frozenset()  # exact names
+    wild: frozenset[str] = frozenset()  # names blocked with all their subdomains
+    allow_names: frozenset[str] = frozenset()  # local allows: rpz-passthru
+    allow_wild: frozenset[str] = frozenset()
+    allow_ips: frozenset[str] = frozenset()  # addresses and prefixes, both families
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(values) for name, values in zip(SET_NAMES, self, strict=True)}
+
+    @property
+    def total(self) -> int:
+        """Enforced entries (allow entries are not counted: they block nothing)."""
+        return len(self.v4) + len(self.v4_nets) + len(self.v6) + len(self.v6_nets) + len(
+            self.names) + len(self.wild)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {name: sorted(values) for name, values in zip(SET_NAMES, self, strict=True)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[str]]) -> Blocklist:
+        return cls(*(frozenset(data.get(name, ())) for name in SET_NAMES))
+
+
+def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = ()) -> Blocklist:
+    """Union of all sources (feeds and local denies), minus the allows, deduplicated."""
+    addrs: dict[str, set[str]] = {IPV4: set(), IPV6: set()}
+    nets: dict[str, set[str]] = {IPV4: set(), IPV6: set()}
+    names: set[str] = set()
+    wild: set[str] = set()
+    for source in sources:
+        for ind in source:
+            if ind.type == DOMAIN:
+                (wild if ind.subdomains else names).add(ind.value)
+            elif "/" in ind.value:
+                nets[ind.type].add(ind.value)
+            else:
+                addrs[ind.type].add(ind.value)
+
+    allow_ips: set[str] = set()
+    allow_names: set[str] = set()
+    allow_wild: set[str] = set()
+    for ind in allow:
+        if ind.type == DOMAIN:
+            (allow_wild if ind.subdomains else allow_names).add(ind.value)
+        else:
+            allow_ips.add(ind.value)
+
+    out_nets: dict[str, frozenset[str]] = {}
+    out_addrs: dict[str, frozenset[str]] = {}
+    for kind, family in ((IPV4, socket.AF_INET), (IPV6, socket.AF_INET6)):
+        allowed = [a for a in allow_ips if (":" in a) == (kind == IPV6)]
+        merged_nets = _aggregate(nets[kind], allowed)
+        out_nets[kind] = frozenset(merged_nets)
+        out_addrs[kind] = frozenset(_uncovered(addrs[kind], [*merged_nets, *allowed], family))
+
+    names -= allow_names
+    wild -= allow_names
+    names, wild = _drop_covered(names, wild, allow_wild)
+    return Blocklist(
+        v4=out_addrs[IPV4], v4_nets=out_nets[IPV4], v6=out_addrs[IPV6], v6_nets=out_nets[IPV6],
+        names=frozenset(names), wild=frozenset(wild), allow_names=frozenset(allow_names),
+        allow_wild=frozenset(allow_wild), allow_ips=frozenset(allow_ips),
+    )
+
+
+def _aggregate(nets: set[str], allowed: list[str]) -> list[str]:
+    """Merge overlapping and adjacent prefixes; carve local allows out of them."""
+    if not nets:
+        return []
+    import netaddr  # cidr_merge is the right tool and is fast enough for prefix counts
+
+    merged = netaddr.cidr_merge(list(nets))
+    if allowed:
+        remaining = netaddr.IPSet(merged) - netaddr.IPSet(allowed)
+        merged = list(remaining.iter_cidrs())
+    return [_net_text(net) for net in merged]
+
+
+def _net_text(net: object) -> str:
+    text = str(net)
+    # cidr_merge may produce host prefixes; they belong in the address sets' canonical form
+    if (text.endswith("/32") and ":" not in text) or text.endswith("/128"):
+        return text.rpartition("/")[0]
+    return text
+
+
+def _uncovered(addrs: set[str], covering: list[str], family: int) -> set[str]:
+    """Addresses not inside any covering prefix (or allowed address)."""
+    if not covering or not addrs:
+        return addrs
+    bits = 32 if family == socket.AF_INET else 128
+    spans: list[tuple[int, int]] = []
+    for cidr in covering:
+        addr, _, length = cidr.partition("/")
+        plen = int(length) if length else bits
+        start = int.from_bytes(socket.inet_pton(family, addr), "big")
+        spans.append((start, start | ((1 << (bits - plen)) - 1)))
+    spans.sort()
+    starts = [s for s, _ in spans]
+    # running maximum of ends, so a lookup only needs the last span starting at or before x
+    ends: list[int] = []
+    top = -1
+    for _, end in spans:
+        top = max(top, end)
+        ends.append(top)
+    inet_pton = socket.inet_pton
+    from_bytes = int.from_bytes
+    out = set()
+    for addr in addrs:
+        value = from_bytes(inet_pton(family, addr), "big")
+        idx = bisect_right(starts, value) - 1
+        if idx < 0 or ends[idx] < value:
+            out.add(addr)
+    return out
+
+
+def covering_parent(name: str, wild: frozenset[str] | set[str]) -> str | None:
+    """The nearest strict parent of `name` that is blocked with its subdomains, if any."""
+    idx = name.find(".")
+    while idx >= 0:
+        parent = name[idx + 1:]
+        if parent in wild:
+            return parent
+        idx = name.find(".", idx + 1)
+    return None
+
+
+def _drop_covered(
+    names: set[str], wild: set[str], allow_wild: set[str]
+) -> tuple[set[str], set[str]]:
+    """Drop names a wildcard parent already blocks, and names under a local wildcard allow."""
+    if allow_wild:
+        names = {n for n in names if n not in allow_wild and not covering_parent(n, allow_wild)}
+        wild = {n for n in wild if n not in allow_wild and not covering_parent(n, allow_wild)}
+    if wild:
+        names = {n for n in names if n not in wild and covering_parent(n, wild) is None}
+        wild = {n for n in wild if covering_parent(n, wild) is None}
+    return names, wild

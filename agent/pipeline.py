@@ -1,0 +1,349 @@
+"""One sync: fetch -> verify -> parse -> validate -> merge -> plan -> render -> apply -> record.
+
+The orchestration only: each stage lives in its own module and the side effects come in through
+three small interfaces (a `Fetcher`, the `Backend`s, the `StateStore`), so the daemon, the CLI,
+the tests and the benchmark run exactly this code.
+
+Failure policy (design section 2 and DEVELOPERS.md): a feed that cannot be fetched, fails
+verification or is mostly malformed is reported and its last good copy stays in the merge; a
+plan that changes too much is held; an apply that fails leaves the kernel and resolver as they
+were. Nothing is recorded unless it was applied, so the next run starts from the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent import formats, overrides, source
+from agent.backends.base import ApplyContext, Backend
+from agent.backends.nft_render import render_table
+from agent.backends.rpz_render import render_zone
+from agent.config import Config, FeedConfig
+from agent.errors import AgentError, FormatError
+from agent.fetch import Fetcher
+from agent.fsutil import atomic_write
+from agent.guards import GuardReject, GuardResult, Policy
+from agent.indicators import Indicator, Reject
+from agent.merge import Blocklist, merge
+from agent.plan import Plan, make_plan
+from agent.state import FeedRecord, StateStore
+
+log = logging.getLogger(__name__)
+SAMPLE = 20  # rejects kept per feed for status and the plan printout
+
+
+@dataclass(frozen=True)
+class FeedOutcome:
+    """What one feed contributed to this sync, and what went wrong with it."""
+
+    name: str
+    status: str  # updated | unchanged | kept (refused: last good kept) | failed (nothing kept)
+    record: FeedRecord | None
+    indicators: tuple[Indicator, ...] = ()
+    parsed: int = 0
+    parse_rejects: int = 0
+    reject_samples: tuple[Reject, ...] = ()
+    guard: GuardResult = field(default_factory=lambda: GuardResult((), ()))
+    error: AgentError | None = None
+    stale: bool = False  # the enforced copy is past its `expires`
+    data: source.FeedData | None = None  # fresh data to record once applied
+    index: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        rec = self.record
+        return {
+            "name": self.name, "status": self.status,
+            "serial": rec.serial if rec else None,
+            "publisher": rec.publisher if rec else None,
+            "issued": rec.issued if rec else None,
+            "expires": rec.expires if rec else None,
+            "stale": self.stale,
+            "parsed": self.parsed, "accepted": len(self.indicators),
+            "parse_rejects": self.parse_rejects,
+            "reject_samples": [r.to_dict() for r in self.reject_samples],
+            "guard_rejects": self.guard.counts(),
+            "guard_samples": [
+                {"value": g.indicator.value, "reason": g.reason, "detail": g.detail}
+                for g in self.guard.rejected[:SAMPLE]
+            ],
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+
+@dataclass
+class SyncResult:
+    feeds: list[FeedOutcome]
+    overrides: overrides.Overrides
+    blocklist: Blocklist
+    plan: Plan
+    applied: bool = False
+    dry_run: bool = False
+    error: AgentError | None = None
+    rendered: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return (self.error is None and self.plan.held is None
+                and all(f.error is None for f in self.feeds))
+
+    @property
+    def result(self) -> str:
+        if self.error is not None:
+            return "error"
+        if self.plan.held:
+            return "held"
+        return "ok" if self.ok else "partial"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": self.result, "dry_run": self.dry_run, "applied": self.applied,
+            "error": self.error.to_dict() if self.error else None,
+            "feeds": [f.to_dict() for f in self.feeds],
+            "overrides": {
+                "allow": len(self.overrides.allow), "deny": len(self.overrides.deny),
+                "expired": len(self.overrides.expired),
+                "rejects": [r.to_dict() for r in self.overrides.rejects],
+            },
+            "enforced": self.blocklist.counts(),
+            "plan": self.plan.summary(),
+            "rendered": self.rendered,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def add(self, stage: str, started: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
+
+
+def parse_payloads(
+    feed: FeedConfig, data: source.FeedData, *, with_index: bool
+) -> tuple[list[Indicator], list[Reject], int, tuple[str, ...]]:
+    """Parse every payload; refuse the whole update if too many lines are malformed."""
+    indicators: list[Indicator] = []
+    rejects: list[Reject] = []
+    index: list[str] = []
+    for path, fmt, body in data.payloads:
+        parsed = formats.parse(body, fmt or "auto")
+        inds = parsed.indicators
+        if feed.subdomains:
+            inds = tuple(i._replace(subdomains=True) if i.type == "domain" else i for i in inds)
+        indicators.extend(inds)
+        rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
+        if with_index:
+            index.extend(f"{i.value}\t{'*' if i.subdomains else ''}\t{path}:{i.ref}\n"
+                         for i in inds)
+    total = len(indicators) + len(rejects)
+    if total and len(rejects) / total > feed.max_reject_ratio:
+        first = rejects[0]
+        raise FormatError(
+            f"{len(rejects)} of {total} entries are malformed ({len(rejects) / total:.0%}, more "
+            f"than max_reject_ratio {feed.max_reject_ratio:.0%}); first: {first.ref}: "
+            f"{first.reason}",
+            where=f"feed {feed.name}",
+            hint="the payload is probably in another format than declared, or damaged; the last "
+            "good copy stays enforced. Check `blocklist-agent parse` on the file",
+        )
+    return indicators, rejects, total, tuple(index)
+
+
+def _guard_lines(rejected: Sequence[GuardReject]) -> list[str]:
+    return [f"{g.indicator.value}\t{g.reason}\t{g.detail}\n" for g in rejected]
+
+
+def process_feed(
+    feed: FeedConfig, fetcher: Fetcher, store: StateStore, policy: Policy, now: datetime,
+    clock: _Clock, *, with_index: bool,
+) -> FeedOutcome:
+    cached = store.load_feed(feed.name)
+    error: AgentError | None = None
+    data: source.FeedData | None = None
+    started = time.perf_counter()
+    try:
+        data = source.fetch(feed, fetcher, cached, now)
+    except AgentError as exc:
+        error = exc
+    clock.add("fetch_verify", started)
+
+    outcome_status = "updated" if data is not None and data.fresh else "unchanged"
+    parsed: tuple[list[Indicator], list[Reject], int, tuple[str, ...]] | None = None
+    if data is not None and data.fresh:
+        started = time.perf_counter()
+        try:
+            parsed = parse_payloads(feed, data, with_index=with_index)
+        except AgentError as exc:
+            error, data = exc, None
+        clock.add("parse", started)
+
+    record = data.record if data is not None else (cached.record if cached else None)
+    if parsed is None:
+        if error is not None:
+            outcome_status = "kept" if cached else "failed"
+            log.error("feed %s refused: %s", feed.name, error)
+        if cached is None:
+            return FeedOutcome(feed.name, "failed", None, error=error)
+        started = time.perf_counter()
+        try:
+            cached_data = source.load_cached(feed, cached)
+            parsed = parse_payloads(feed, cached_data, with_index=False)
+        except AgentError as exc:
+            log.error("feed %s: the last good copy is unusable: %s", feed.name, exc)
+            return FeedOutcome(feed.name, "failed", cached.record, error=error or exc)
+        finally:
+            clock.add("parse", started)
+    indicators, rejects, total, index = parsed
+    started = time.perf_counter()
+    guard = policy.check(indicators)
+    clock.add("guards", started)
+    return FeedOutcome(
+        name=feed.name, status=outcome_status, record=record, indicators=guard.accepted,
+        parsed=total, parse_rejects=len(rejects), reject_samples=tuple(rejects[:SAMPLE]),
+        guard=guard, error=error, stale=record is not None and source.expired(record, now),
+        data=data, index=index,
+    )
+
+
+def run(
+    config: Config,
+    *,
+    fetcher: Fetcher,
+    store: StateStore,
+    backends: Sequence[Backend] = (),
+    dry_run: bool = False,
+    force: bool = False,
+    render_to: Path | None = None,
+    own_addresses: Sequence[str] = (),
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SyncResult:
+    """One full pass. Never raises for a feed's or a backend's failure: it is in the result."""
+    now = now or datetime.now(UTC)
+    say = progress or (lambda _msg: None)
+    clock = _Clock()
+    started_all = time.perf_counter()
+    policy = Policy.from_config(config, own_addresses=own_addresses, now=int(now.timestamp()))
+
+    outcomes = []
+    for feed in config.feeds:
+        say(f"feed {feed.name}: fetching {feed.url}")
+        outcomes.append(process_feed(feed, fetcher, store, policy, now, clock,
+                                     with_index=not dry_run))
+
+    started = time.perf_counter()
+    local = overrides.load(config.local_dir, now=int(now.timestamp()))
+    local_deny = policy.check(o.indicator for o in local.deny)
+    for bad in local_deny.rejected:
+        log.warning("local deny %s ignored: %s", bad.indicator.value, bad.detail)
+    clock.add("guards", started)
+
+    say("merging")
+    started = time.perf_counter()
+    blocklist = merge([*(o.indicators for o in outcomes), local_deny.accepted],
+                      allow=[o.indicator for o in local.allow])
+    clock.add("merge", started)
+
+    started = time.perf_counter()
+    previous = store.load_applied()
+    plan = make_plan(previous[0] if previous else None, blocklist,
+                     max_change=config.guards.max_change, force=force)
+    meta = previous[1] if previous else {}
+    clock.add("plan", started)
+
+    result = SyncResult(outcomes, local, blocklist, plan, dry_run=dry_run)
+    rpz_serial = max(int(meta.get("rpz_serial", 0)) + 1, int(now.timestamp()))
+    if render_to is not None:
+        say(f"rendering to {render_to}")
+        started = time.perf_counter()
+        render_to.mkdir(parents=True, exist_ok=True)
+        nft_path, zone_path = render_to / "ruleset.nft", render_to / "rpz.zone"
+        atomic_write(nft_path, render_table(config.firewall, blocklist).encode())
+        atomic_write(zone_path, render_zone(config.dns, blocklist, rpz_serial).encode())
+        result.rendered = {"ruleset.nft": str(nft_path), "rpz.zone": str(zone_path)}
+        clock.add("render", started)
+
+    if not dry_run and plan.held is None:
+        ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial)
+        started = time.perf_counter()
+        try:
+            for backend in backends:
+                say(f"applying to {backend.name}")
+                backend.apply(plan, blocklist, ctx)
+        except AgentError as exc:
+            log.error("apply failed: %s", exc)
+            result.error = exc
+        clock.add("apply", started)
+        if result.error is None:
+            started = time.perf_counter()
+            _record(store, outcomes, blocklist, rpz_serial, now)
+            result.applied = True
+            clock.add("record", started)
+    elif plan.held:
+        log.warning("plan held: %s", plan.held)
+
+    result.timings = dict(clock.timings, total=time.perf_counter() - started_all)
+    if not dry_run:
+        _save_status(store, result, now)
+    return result
+
+
+def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Blocklist,
+            rpz_serial: int, now: datetime) -> None:
+    for o in outcomes:
+        if o.data is None:
+            continue
+        if o.data.fresh:
+            store.save_feed(o.data.record, o.data.files, o.index, _guard_lines(o.guard.rejected))
+        else:
+            store.update_feed_record(o.data.record)
+    feeds = {o.name: o.record.serial for o in outcomes if o.record is not None}
+    store.save_applied(blocklist, {"rpz_serial": rpz_serial, "applied_at": int(now.timestamp()),
+                                   "feeds": feeds})
+
+
+def _save_status(store: StateStore, result: SyncResult, now: datetime) -> None:
+    previous = store.load_status()
+    old_feeds = previous.get("feeds", {})
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    feeds: dict[str, Any] = {}
+    for o in result.feeds:
+        entry = o.to_dict()
+        old = old_feeds.get(o.name, {})
+        entry["last_attempt"] = stamp
+        ok = o.error is None and result.applied
+        entry["last_success"] = stamp if ok else old.get("last_success")
+        entry["failures"] = 0 if o.error is None else int(old.get("failures", 0)) + 1
+        feeds[o.name] = entry
+    guard_totals: Counter[str] = Counter()
+    for o in result.feeds:
+        guard_totals.update(o.guard.counts())
+    status = {
+        "last_sync": {
+            "time": stamp, "result": result.result, "applied": result.applied,
+            "error": result.error.to_dict() if result.error else None,
+            "plan": result.plan.summary(),
+            "duration": round(result.timings.get("total", 0.0), 3),
+        },
+        "feeds": feeds,
+        "guard_rejects": dict(guard_totals),
+        "enforced": (result.blocklist if result.applied else _enforced(store)).counts(),
+        "overrides": result.to_dict()["overrides"],
+    }
+    for key, value in previous.items():  # keep what other commands recorded (isolation, ...)
+        status.setdefault(key, value)
+    store.save_status(status)
+
+
+def _enforced(store: StateStore) -> Blocklist:
+    applied = store.load_applied()
+    return applied[0] if applied else Blocklist()

@@ -1,0 +1,220 @@
+"""Get one feed as verified bytes: freshly downloaded, or the last good copy re-verified.
+
+This is where the fetch edge and the pure verification rules meet, in the order the threat
+model demands: manifest, then its signature, then every rule (rollback, replay, freeze), and only
+then the payloads, each capped at the size the signed manifest pins and checked against its
+sha256. Nothing is parsed before it is verified. A refusal raises; the caller falls back to
+`load_cached`, which re-verifies the last good copy (design section 2: the cache is re-verified
+when loaded, so a tampered state directory is not trusted either).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.config import FeedConfig
+from agent.errors import AgentError, FetchError, VerifyError
+from agent.fetch import Fetcher, Response, join_url, signature_url
+from agent.minisign import PublicKey
+from agent.minisign import verify as verify_signature
+from agent.state import CachedFeed, FeedRecord
+from agent.verify import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    LastAccepted,
+    Manifest,
+    check_payload,
+    parse_manifest,
+    verify_manifest,
+)
+
+MANIFEST_MAX = 4 * 1024 * 1024
+SIGNATURE_MAX = 16 * 1024
+_KEEP = "the last good copy stays enforced"
+
+
+@dataclass(frozen=True)
+class FeedData:
+    """A verified feed: what to remember about it, and its payloads ready to parse."""
+
+    record: FeedRecord
+    payloads: tuple[tuple[str, str, bytes], ...]  # (file name, format, bytes)
+    files: dict[str, bytes]  # everything to keep as the last good copy
+    fresh: bool  # downloaded in this run (False: the cached copy)
+
+
+def trusted_keys(feed: FeedConfig) -> list[PublicKey]:
+    """The feed's keys: base64 key lines, or paths to minisign .pub files."""
+    keys = []
+    for text in feed.trusted_keys:
+        keys.append(PublicKey.load(text) if "/" in text and Path(text).exists() else
+                    PublicKey.from_text(text))
+    return keys
+
+
+def _get_first(
+    feed: FeedConfig, fetcher: Fetcher, path: str | None, *, max_size: int,
+    cached: CachedFeed | None = None,
+) -> Response:
+    """Try the feed URL then its mirrors; the first answer wins. `path` is relative to the URL."""
+    errors: list[AgentError] = []
+    for base in (feed.url, *feed.mirrors):
+        url = base if path is None else join_url(base, path)
+        etag = last_modified = None
+        if cached is not None and path is None and cached.record.url == url:
+            etag, last_modified = cached.record.etag, cached.record.last_modified
+        try:
+            return fetcher.get(url, max_size=max_size, timeout=feed.timeout, etag=etag,
+                               last_modified=last_modified, ca_file=feed.ca_file)
+        except FetchError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    detail = "; ".join(f"{e.where or '?'}: {e.what}" for e in errors)
+    raise FetchError(f"every URL of feed {feed.name!r} failed: {detail}", reason=errors[0].reason,
+                     hint=errors[0].hint)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
+          ) -> FeedData | None:
+    """Download and verify; None when the feed is unchanged since the cached copy."""
+    if feed.format == "manifest":
+        return _fetch_manifest_feed(feed, fetcher, cached, now)
+    return _fetch_list_feed(feed, fetcher, cached, now)
+
+
+def _fetch_manifest_feed(
+    feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
+) -> FeedData | None:
+    resp = _get_first(feed, fetcher, None, max_size=MANIFEST_MAX, cached=cached)
+    if resp.status == 304 and cached is not None:
+        return None
+    # the signature comes from wherever the manifest came from (mirror or redirect target)
+    sig = fetcher.get(signature_url(resp.url), max_size=SIGNATURE_MAX, timeout=feed.timeout,
+                      ca_file=feed.ca_file)
+    last = LastAccepted(cached.record.serial, cached.record.sha256) if cached else None
+    manifest = verify_manifest(resp.data, sig.data, trusted_keys(feed), now=now, last=last)
+    if cached is not None and manifest.sha256 == cached.record.sha256:
+        if (resp.etag, resp.last_modified) != (cached.record.etag, cached.record.last_modified):
+            return FeedData(replace(cached.record, etag=resp.etag,
+                                    last_modified=resp.last_modified), (), {}, False)
+        return None
+    files = {MANIFEST_NAME: resp.data, SIGNATURE_NAME: sig.data}
+    payloads = []
+    for p in manifest.payloads:
+        if p.size > feed.max_size:
+            raise VerifyError(
+                f"payload {p.path} is {p.size} bytes, more than max_size ({feed.max_size})",
+                where=f"feed {feed.name}", reason="payload-size",
+                hint=f"raise max_size for feed {feed.name!r} if this size is expected; {_KEEP}",
+            )
+        data = _reuse(cached, p.path, p.sha256)
+        if data is None:
+            data = fetcher.get(join_url(resp.url, p.path), max_size=p.size,
+                               timeout=feed.timeout, ca_file=feed.ca_file).data
+        check_payload(p, data)
+        files[p.path] = data
+        payloads.append((p.path, p.format, data))
+    record = _record(feed, manifest, resp, files, {p.path: p.format for p in manifest.payloads})
+    return FeedData(record, tuple(payloads), files, True)
+
+
+def _reuse(cached: CachedFeed | None, path: str, sha256: str) -> bytes | None:
+    """An unchanged payload is not downloaded again (its hash is pinned by the manifest)."""
+    if cached is None or path not in cached.record.files:
+        return None
+    try:
+        data = (cached.directory / path).read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+
+def _record(feed: FeedConfig, m: Manifest, resp: Response, files: dict[str, bytes],
+            formats: dict[str, str]) -> FeedRecord:
+    return FeedRecord(
+        name=feed.name, serial=m.serial, sha256=m.sha256, url=resp.url,
+        accepted_at=int(time.time()), publisher=m.publisher, issued=_iso(m.issued),
+        expires=_iso(m.expires), key_id=m.key_id, etag=resp.etag,
+        last_modified=resp.last_modified,
+        files={name: formats.get(name, "") for name in files},
+    )
+
+
+def _list_name(url: str) -> str:
+    name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "list.txt"
+    return name if name not in (MANIFEST_NAME, SIGNATURE_NAME) else "list.txt"
+
+
+def _fetch_list_feed(
+    feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
+) -> FeedData | None:
+    """A single list: signed (`list.txt` + `list.txt.minisig`) or an explicit unsigned opt-in."""
+    resp = _get_first(feed, fetcher, None, max_size=feed.max_size, cached=cached)
+    if resp.status == 304 and cached is not None:
+        return None
+    sha = hashlib.sha256(resp.data).hexdigest()
+    name = _list_name(feed.url)
+    files = {name: resp.data}
+    serial = 0
+    key_id = ""
+    if feed.signature != "none":
+        sig_resp = fetcher.get(signature_url(resp.url), max_size=SIGNATURE_MAX,
+                               timeout=feed.timeout, ca_file=feed.ca_file)
+        sig = verify_signature(resp.data, sig_resp.data, trusted_keys(feed))
+        files[name + ".minisig"] = sig_resp.data
+        serial = sig.timestamp or 0
+        key_id = sig.key_id_hex
+        if cached is not None and serial and serial < cached.record.serial:
+            raise VerifyError(
+                f"rollback: the list is signed at timestamp {serial}, older than the last "
+                f"accepted one ({cached.record.serial})", where=resp.url, reason="rollback",
+                hint=f"an old copy is being served (stale mirror or attack); {_KEEP}",
+            )
+    if cached is not None and sha == cached.record.sha256:
+        return FeedData(replace(cached.record, etag=resp.etag, last_modified=resp.last_modified),
+                        (), {}, False)
+    record = FeedRecord(
+        name=feed.name, serial=serial, sha256=sha, url=resp.url, accepted_at=int(time.time()),
+        key_id=key_id, etag=resp.etag, last_modified=resp.last_modified,
+        files={n: (feed.format if n == name else "") for n in files},
+    )
+    return FeedData(record, ((name, feed.format, resp.data),), files, True)
+
+
+def load_cached(feed: FeedConfig, cached: CachedFeed) -> FeedData:
+    """The last good copy, verified again with the keys configured now."""
+    rec = cached.record
+    if feed.format == "manifest":
+        data = cached.read(MANIFEST_NAME)
+        verify_signature(data, cached.read(SIGNATURE_NAME), trusted_keys(feed))
+        manifest = parse_manifest(data)
+        payloads = []
+        for p in manifest.payloads:
+            body = cached.read(p.path)
+            check_payload(p, body)
+            payloads.append((p.path, p.format, body))
+        return FeedData(rec, tuple(payloads), {}, False)
+    name = next(n for n, fmt in rec.files.items() if fmt)
+    body = cached.read(name)
+    if feed.signature != "none":
+        verify_signature(body, cached.read(name + ".minisig"), trusted_keys(feed))
+    elif hashlib.sha256(body).hexdigest() != rec.sha256:
+        raise VerifyError(f"the cached copy of {name} changed on disk", where=str(cached.directory),
+                          reason="payload-hash", hint="run `blocklist-agent sync` to fetch again")
+    return FeedData(rec, ((name, feed.format, body),), {}, False)
+
+
+def expired(record: FeedRecord, now: datetime) -> bool:
+    if not record.expires:
+        return False
+    return datetime.strptime(record.expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) <= now

@@ -1,0 +1,135 @@
+"""`why VALUE`: is it blocked, by which feed entries, or allowed, and by what.
+
+Answers from the recorded state only (what was last applied, each feed's provenance index and
+guard rejects, the local overrides), so it works when the feeds are unreachable and never
+changes anything. The provenance index is scanned as text: one pass over a million lines costs
+about a second, which keeps the sync itself free of per-value bookkeeping.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent import overrides
+from agent.guards import Policy
+from agent.indicators import DOMAIN, IPV4, Indicator, normalize
+from agent.merge import Blocklist, covering_parent
+from agent.state import StateStore
+
+
+@dataclass
+class Answer:
+    value: str
+    type: str
+    blocked: bool = False
+    enforced: list[dict[str, str]] = field(default_factory=list)  # set + entry that matches
+    sources: list[dict[str, Any]] = field(default_factory=list)  # feed entries behind it
+    allowed_by: list[dict[str, Any]] = field(default_factory=list)
+    guard: list[dict[str, str]] = field(default_factory=list)  # guard rails that refuse it
+    applied: bool = True  # False: nothing was ever applied
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value, "type": self.type, "blocked": self.blocked,
+            "enforced": self.enforced, "sources": self.sources,
+            "allowed_by": self.allowed_by, "guard": self.guard, "applied": self.applied,
+        }
+
+
+def _span(value: str) -> tuple[int, int, int]:
+    """(family, first, last) of an address or prefix."""
+    family = socket.AF_INET6 if ":" in value else socket.AF_INET
+    bits = 32 if family == socket.AF_INET else 128
+    addr, _, length = value.partition("/")
+    plen = int(length) if length else bits
+    start = int.from_bytes(socket.inet_pton(family, addr), "big")
+    return family, start, start | ((1 << (bits - plen)) - 1)
+
+
+def _covers(entry: str, entry_wild: bool, target: Indicator) -> bool:
+    """Does a list entry (value + subdomain flag) block `target`?"""
+    if target.type == DOMAIN:
+        return entry == target.value or (entry_wild and target.value.endswith("." + entry))
+    if entry == target.value:
+        return True
+    if "/" not in entry or (":" in entry) != (":" in target.value):
+        return False
+    try:
+        _, lo, hi = _span(entry)
+        _, tlo, thi = _span(target.value)
+    except (OSError, ValueError):
+        return False
+    return lo <= tlo and thi <= hi
+
+
+def _enforced(bl: Blocklist, target: Indicator) -> Iterator[dict[str, str]]:
+    if target.type == DOMAIN:
+        if target.value in bl.names:
+            yield {"set": "names", "entry": target.value}
+        if target.value in bl.wild:
+            yield {"set": "wild", "entry": f"*.{target.value}"}
+        parent = covering_parent(target.value, bl.wild)
+        if parent:
+            yield {"set": "wild", "entry": f"*.{parent}"}
+        return
+    singles, nets = ("v4", "v4_nets") if target.type == IPV4 else ("v6", "v6_nets")
+    if target.value in getattr(bl, singles):
+        yield {"set": singles, "entry": target.value}
+    for net in getattr(bl, nets):
+        if _covers(net, False, target):
+            yield {"set": nets, "entry": net}
+
+
+def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None) -> Answer:
+    target = normalize(value)
+    ans = Answer(target.value if not target.subdomains else f"*.{target.value}", target.type)
+    applied = store.load_applied()
+    if applied is None:
+        ans.applied = False
+    else:
+        ans.enforced = list(_enforced(applied[0], target))
+        ans.blocked = bool(ans.enforced)
+    for name in store.feed_names():
+        cached = store.load_feed(name)
+        if cached is None:
+            continue
+        serial = cached.record.serial
+        for line in _lines(cached.directory / "index.tsv"):
+            entry, flag, ref = _fields(line)
+            if _covers(entry, flag == "*", target):
+                shown = f"*.{entry}" if flag == "*" else entry
+                ans.sources.append({"feed": name, "serial": serial, "entry": shown, "ref": ref})
+        for line in _lines(cached.directory / "rejects.tsv"):
+            entry, reason, detail = _fields(line)
+            if entry == target.value:
+                ans.guard.append({"feed": name, "reason": reason, "detail": detail})
+    local = overrides.load(local_dir)
+    for o in local.allow:
+        if _covers(o.indicator.value, o.indicator.subdomains, target):
+            ans.allowed_by.append({"override": "allow", **o.to_dict()})
+    for o in local.deny:
+        if _covers(o.indicator.value, o.indicator.subdomains, target):
+            ans.sources.append({"feed": "local deny", "entry": o.indicator.value,
+                                "ref": o.where, "reason": o.reason, "by": o.author})
+    if policy is not None:
+        bad = policy.check_one(target)
+        if bad is not None:
+            ans.guard.append({"feed": "(guards)", "reason": bad.reason, "detail": bad.detail})
+    return ans
+
+
+def _fields(line: str) -> tuple[str, str, str]:
+    entry, _, rest = line.rstrip("\n").partition("\t")
+    second, _, third = rest.partition("\t")
+    return entry, second, third
+
+
+def _lines(path: Any) -> Iterator[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            yield from handle
+    except FileNotFoundError:
+        return
