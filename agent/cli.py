@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the serial in DIR/manifest.json + 1, or 1")
     p.add_argument("--expires", type=duration_arg, default=7 * 86400, metavar="D",
                    help="validity from now (default 7d)")
-    p.add_argument("--publisher", default="", help="publisher name shown to subscribers")
+    p.add_argument("--publisher", default="",
+                   help="publisher name shown to subscribers (default: from the key id)")
     p.add_argument("--format", default="auto", metavar="F",
                    help="payload format recorded in the manifest (default auto)")
     p.add_argument("--password-file", metavar="FILE",

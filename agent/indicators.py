@@ -87,6 +87,8 @@ HOSTNAME_RE = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 SAFE_NAME_CHARS = re.compile(r"[a-z0-9_.\-*]*")
 SAFE_ADDR_CHARS = re.compile(r"[0-9a-f.:/]*")
 _ALL_DIGITS = re.compile(r"[0-9]+")
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+_inet_pton = socket.inet_pton
 _FAMILY = {IPV4: (socket.AF_INET, 32), IPV6: (socket.AF_INET6, 128)}
 
 
@@ -206,6 +208,22 @@ def normalize(text: str, *, ref: str = "", expires: int | None = None) -> Indica
     token = text.strip()
     if not token:
         raise InvalidValue("empty value")
+    # fast paths: a bare address is most of every big feed (inet_pton only accepts canonical
+    # dotted quads, so the token is already canonical text)
+    if token[0].isdigit() and "/" not in token:
+        try:
+            _inet_pton(_AF_INET, token)
+        except OSError:
+            pass
+        else:
+            return Indicator(IPV4, token, False, expires, ref)
+    if ":" in token and "/" not in token and "[" not in token and "." not in token:
+        try:
+            packed = _inet_pton(_AF_INET6, token)
+        except OSError:
+            pass
+        else:
+            return Indicator(IPV6, socket.inet_ntop(_AF_INET6, packed), False, expires, ref)
     if "://" in token or token[:4].lower() == "hxxp":
         token = host_from_url(token)
     subdomains = False

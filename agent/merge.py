@@ -81,9 +81,10 @@ def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = (
     out_addrs: dict[str, frozenset[str]] = {}
     for kind, family in ((IPV4, socket.AF_INET), (IPV6, socket.AF_INET6)):
         allowed = [a for a in allow_ips if (":" in a) == (kind == IPV6)]
-        merged_nets = _aggregate(nets[kind], allowed)
-        out_nets[kind] = frozenset(merged_nets)
-        out_addrs[kind] = frozenset(_uncovered(addrs[kind], [*merged_nets, *allowed], family))
+        merged_nets = _aggregate(nets[kind], allowed, family)
+        out_nets[kind] = frozenset(n for n in merged_nets if "/" in n)
+        singles = addrs[kind] | {n for n in merged_nets if "/" not in n}
+        out_addrs[kind] = frozenset(_uncovered(singles, [*out_nets[kind], *allowed], family))
 
     names -= allow_names
     wild -= allow_names
@@ -95,46 +96,84 @@ def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = (
     )
 
 
-def _aggregate(nets: set[str], allowed: list[str]) -> list[str]:
-    """Merge overlapping and adjacent prefixes; carve local allows out of them."""
+def _spans(cidrs: Iterable[str], family: int) -> list[tuple[int, int]]:
+    """Sorted, merged [first, last] integer spans covering the given addresses and prefixes."""
+    bits = 32 if family == socket.AF_INET else 128
+    inet_pton, from_bytes = socket.inet_pton, int.from_bytes
+    raw = []
+    for cidr in cidrs:
+        addr, _, length = cidr.partition("/")
+        host = bits - (int(length) if length else bits)
+        start = from_bytes(inet_pton(family, addr), "big")
+        raw.append((start, start | ((1 << host) - 1)))
+    raw.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in raw:
+        if merged and start <= merged[-1][1] + 1:  # overlapping or adjacent
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _subtract(spans: list[tuple[int, int]], holes: list[tuple[int, int]]
+              ) -> list[tuple[int, int]]:
+    """Spans minus holes (both sorted and merged)."""
+    out: list[tuple[int, int]] = []
+    h = 0
+    for start, end in spans:
+        while h < len(holes) and holes[h][1] < start:
+            h += 1
+        k = h
+        while start <= end and k < len(holes) and holes[k][0] <= end:
+            if holes[k][0] > start:
+                out.append((start, holes[k][0] - 1))
+            start = max(start, holes[k][1] + 1)
+            k += 1
+        if start <= end:
+            out.append((start, end))
+    return out
+
+
+def _to_cidrs(spans: list[tuple[int, int]], family: int) -> list[str]:
+    """The fewest prefixes exactly covering each span (host prefixes written as addresses)."""
+    bits = 32 if family == socket.AF_INET else 128
+    size = 4 if family == socket.AF_INET else 16
+    inet_ntop = socket.inet_ntop
+    out = []
+    for start, end in spans:
+        while start <= end:
+            align = (start & -start).bit_length() - 1 if start else bits
+            fit = (end - start + 1).bit_length() - 1
+            host = min(align, fit)
+            text = inet_ntop(family, start.to_bytes(size, "big"))
+            out.append(text if host == 0 else f"{text}/{bits - host}")
+            start += 1 << host
+    return out
+
+
+def _aggregate(nets: set[str], allowed: list[str], family: int) -> list[str]:
+    """Merge overlapping and adjacent prefixes; carve local allows out of them.
+
+    Integer spans rather than netaddr objects: a national list has tens of thousands of
+    prefixes and this runs on every sync.
+    """
     if not nets:
         return []
-    import netaddr  # cidr_merge is the right tool and is fast enough for prefix counts
-
-    merged = netaddr.cidr_merge(list(nets))
+    spans = _spans(nets, family)
     if allowed:
-        remaining = netaddr.IPSet(merged) - netaddr.IPSet(allowed)
-        merged = list(remaining.iter_cidrs())
-    return [_net_text(net) for net in merged]
-
-
-def _net_text(net: object) -> str:
-    text = str(net)
-    # cidr_merge may produce host prefixes; they belong in the address sets' canonical form
-    if (text.endswith("/32") and ":" not in text) or text.endswith("/128"):
-        return text.rpartition("/")[0]
-    return text
+        spans = _subtract(spans, _spans(allowed, family))
+    return _to_cidrs(spans, family)
 
 
 def _uncovered(addrs: set[str], covering: list[str], family: int) -> set[str]:
     """Addresses not inside any covering prefix (or allowed address)."""
     if not covering or not addrs:
         return addrs
-    bits = 32 if family == socket.AF_INET else 128
-    spans: list[tuple[int, int]] = []
-    for cidr in covering:
-        addr, _, length = cidr.partition("/")
-        plen = int(length) if length else bits
-        start = int.from_bytes(socket.inet_pton(family, addr), "big")
-        spans.append((start, start | ((1 << (bits - plen)) - 1)))
-    spans.sort()
+    spans = _spans(covering, family)
     starts = [s for s, _ in spans]
-    # running maximum of ends, so a lookup only needs the last span starting at or before x
-    ends: list[int] = []
-    top = -1
-    for _, end in spans:
-        top = max(top, end)
-        ends.append(top)
+    ends = [e for _, e in spans]
     inet_pton = socket.inet_pton
     from_bytes = int.from_bytes
     out = set()

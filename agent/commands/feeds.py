@@ -171,7 +171,8 @@ def cmd_publish(args: argparse.Namespace, out: Output) -> int:
     key = _load_secret(args.key, args.password_file)
     files = [Path(f) for f in args.files]
     fmts = {f.name: args.format for f in files}
-    manifest = publish.publish(files, out_dir=args.out, key=key, publisher=args.publisher,
+    publisher = args.publisher or f"blocklist-agent publisher {key.key_id_hex}"
+    manifest = publish.publish(files, out_dir=args.out, key=key, publisher=publisher,
                                serial=args.serial, expires=timedelta(seconds=args.expires),
                                formats=fmts)
     doc = {"out": str(args.out), "serial": manifest.serial, "expires": manifest.expires.isoformat(),
