@@ -175,9 +175,8 @@ def remove(local_dir: str | Path, action: str, value: str) -> tuple[int, list[st
     """Remove VALUE from cli.ACTION. Returns (how many removed, places in other files)."""
     ind = normalize(value)
     path = Path(local_dir) / CLI_FILE[action]
-    before = _read_lines(path)
     kept = _other_lines(path, ind)
-    removed = len(before) - len(kept)
+    removed = sum(1 for line in _read_lines(path) if _names(line, ind))
     if removed:
         _write(path, kept)
     elsewhere = [
@@ -204,15 +203,20 @@ def _other_lines(path: Path, ind: Indicator) -> list[str]:
     for line in _read_lines(path):
         if line.startswith("# ") and line + "\n" in _HEADER:
             continue
-        words = line.partition("#")[0].split()
-        if words:
-            try:
-                if normalize(words[0]).value == ind.value:
-                    continue
-            except InvalidValue:
-                pass
-        out.append(line)
+        if not _names(line, ind):
+            out.append(line)
     return out
+
+
+def _names(line: str, ind: Indicator) -> bool:
+    """Is this line an entry for the same value as `ind`?"""
+    words = line.partition("#")[0].split()
+    if not words:
+        return False
+    try:
+        return normalize(words[0]).value == ind.value
+    except InvalidValue:
+        return False
 
 
 def _write(path: Path, lines: list[str]) -> None:

@@ -88,9 +88,10 @@ def main() -> None:
     if not (work / "bench.key").exists():
         subprocess.run([*agent, "keygen", "--out", str(work / "bench")], check=True,
                        capture_output=True)
-    subprocess.run([*agent, "publish", "--serial", str(time.time_ns()), "--key", str(work / "bench.key"), "--out",
-                    str(work / "feed"), "--format", "plain", "--publisher", "bench",
-                    str(payload)], check=True, capture_output=True)
+    subprocess.run([*agent, "publish", "--serial", str(time.time_ns()),
+                    "--key", str(work / "bench.key"), "--out", str(work / "feed"),
+                    "--format", "plain", "--publisher", "bench", str(payload)],
+                   check=True, capture_output=True)
     pub = (work / "bench.pub").read_text().splitlines()[-1]
     (work / "agent.yaml").write_text(
         "state_dir: state\nlocal_dir: local.d\n"

@@ -1,0 +1,25 @@
+# blocklist-agent: developer entry points. Every target installs what it needs first.
+.PHONY: deps check lint test example bench clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+lint: deps
+	.venv/bin/ruff check agent bench lab tests
+	.venv/bin/mypy
+
+test: deps
+	.venv/bin/python -m pytest -q
+
+# The README's test command (CI runs it through .ci/run): install, lint, type-check, test.
+check: lint test
+
+# The README's main job: dry-run sync of the example signed feed, printing the plan.
+example: deps
+	@bash examples/quickstart.sh
+
+bench: deps
+	.venv/bin/python bench/pipeline.py
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache dist build *.egg-info
