@@ -255,7 +255,10 @@ def run(
 
     started = time.perf_counter()
     previous = store.load_applied()
-    plan = make_plan(previous[0] if previous else None, blocklist,
+    # An empty enforcement (every feed failed on the first attempts) protects nothing: the first
+    # real data is a first sync, not a 100 % change held for --force.
+    baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
+    plan = make_plan(baseline, blocklist,
                      max_change=config.guards.max_change, force=force)
     meta = previous[1] if previous else {}
     clock.add("plan", started)

@@ -97,6 +97,14 @@ def _fetch_manifest_feed(
 ) -> FeedData | None:
     resp = _get_first(feed, fetcher, None, max_size=MANIFEST_MAX, cached=cached)
     if resp.status == 304 and cached is not None:
+        if expired(cached.record, now):  # a frozen feed is refused whether or not it is resent
+            raise VerifyError(
+                f"feed serial {cached.record.serial} from {cached.record.publisher!r} expired at "
+                f"{cached.record.expires} and the server still serves it (HTTP 304)",
+                where=resp.url, reason="expired",
+                hint=f"the publisher must re-sign and publish it with a later 'expires'; {_KEEP}. "
+                "If this gateway's clock is wrong, fix NTP (timedatectl status)",
+            )
         return None
     # the signature comes from wherever the manifest came from (mirror or redirect target)
     sig = fetcher.get(signature_url(resp.url), max_size=SIGNATURE_MAX, timeout=feed.timeout,

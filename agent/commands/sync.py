@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 from agent import hostinfo, pipeline
 from agent.backends.registry import backends_for
 from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config
+from agent.errors import UsageError
 from agent.fetch import HttpFetcher
 from agent.guards import Policy
+from agent.indicators import InvalidValue
 from agent.state import StateStore
 from agent.why import explain
 
@@ -79,7 +82,9 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     store = StateStore(config.state_dir)
     backends = [] if args.dry_run else backends_for(config)
     own = hostinfo.local_addresses() + hostinfo.resolvers()
-    with store.lock():
+    # a dry run touches nothing, not even the state directory (the lock would create it);
+    # every state file it reads is replaced atomically, so it needs no lock
+    with contextlib.nullcontext() if args.dry_run else store.lock():
         result = pipeline.run(config, fetcher=HttpFetcher(), store=store, backends=backends,
                               dry_run=args.dry_run, force=args.force,
                               render_to=args.render_to, own_addresses=own,
@@ -154,7 +159,11 @@ def cmd_why(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     store = StateStore(config.state_dir)
     policy = Policy.from_config(config)
-    answer = explain(args.value, store, config.local_dir, policy)
+    try:
+        answer = explain(args.value, store, config.local_dir, policy)
+    except InvalidValue as exc:
+        raise UsageError(f"{args.value!r}: {exc}",
+                         hint="give an address, a prefix or a domain name") from None
     out.emit(answer.to_dict(), lambda: why_text(answer.to_dict()))
     return EXIT_OK
 

@@ -1,0 +1,30 @@
+"""A network-namespace lab for the tests, the demo and the benchmarks (design section 9).
+
+`Lab` builds five namespaces (gw, lan1, lan2, mgmt, wan) wired like a hospital gateway and removes
+them again; see lab/README.md for the topology and the address table. Nothing here is part of the
+agent: it is never packaged and the agent never imports it.
+"""
+
+from lab.core import (
+    HeldConnection,
+    Lab,
+    LabCommandError,
+    LabError,
+    cleanup_stale,
+    lab_namespaces,
+    pids_in_namespaces,
+)
+from lab.topology import ECHO_PORT, HTTP_PORT, ROLES
+
+__all__ = [
+    "ECHO_PORT",
+    "HTTP_PORT",
+    "ROLES",
+    "HeldConnection",
+    "Lab",
+    "LabCommandError",
+    "LabError",
+    "cleanup_stale",
+    "lab_namespaces",
+    "pids_in_namespaces",
+]
