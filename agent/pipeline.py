@@ -87,6 +87,7 @@ class SyncResult:
     dry_run: bool = False
     error: AgentError | None = None
     rendered: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what each backend did
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -115,6 +116,7 @@ class SyncResult:
             "enforced": self.blocklist.counts(),
             "plan": self.plan.summary(),
             "rendered": self.rendered,
+            "applied_notes": self.notes,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -281,7 +283,9 @@ def run(
         try:
             for backend in backends:
                 say(f"applying to {backend.name}")
-                backend.apply(plan, blocklist, ctx)
+                note = backend.apply(plan, blocklist, ctx)
+                result.notes.append(note)
+                log.info("%s", note)
         except AgentError as exc:
             log.error("apply failed: %s", exc)
             result.error = exc

@@ -27,5 +27,8 @@ class Backend(ABC):
     name: str = "backend"
 
     @abstractmethod
-    def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> None:
-        """Enforce `blocklist` (described against the last applied state by `plan`)."""
+    def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:
+        """Enforce `blocklist` (described against the last applied state by `plan`).
+
+        Returns one line saying what was done (for the log, the plan printout and status).
+        """

@@ -1,19 +1,50 @@
 """The nftables backend: the merged blocklist into the agent's own table, atomically.
 
-This first version replaces the whole table in one `nft -f` transaction on every change (the
-table is owned by the agent; nothing else is touched) and keeps `enforced.nft` in the state
-directory: the complete table as last applied, loadable with plain `nft -f` at boot.
+Measured on Debian 12's nft 1.0.6 with a million-element set (design section 6 and the issue
+notes): `nft -f` of a 1 % diff takes 0.15 s and a flush + re-add of 10k prefixes 0.18 s, but
+almost every listing command (`list table -t`, `list counters`, `get element`) takes ~30 s
+because nft fetches every element first. Only `nft -t list ruleset` stays at 5 ms. Hence:
+
+- the agent knows what it applied from its own record, never by listing sets;
+- drift (table deleted, chains or sets altered by hand, firewall settings changed) is detected
+  by hashing the terse ruleset listing of our table (no elements) against the hash recorded at
+  the last apply, and repaired by a full reload;
+- a normal update is one transaction: single addresses added/deleted by diff in the hash sets,
+  changed prefix sets flushed and refilled whole; if the kernel refuses it (someone deleted an
+  element by hand), the full reload follows, itself one transaction;
+- `enforced.nft` in the state dir always holds the complete table as last applied, loadable
+  with plain `nft -f` at boot (before the network, without Python).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from typing import Any
+
 from agent.backends.base import ApplyContext, Backend
 from agent.backends.nft_exec import Nft
-from agent.backends.nft_render import render_table
+from agent.backends.nft_render import render_table, render_update
+from agent.config import FirewallConfig
+from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import Plan
+from agent.state import StateStore
 
+log = logging.getLogger(__name__)
 ENFORCED = "enforced.nft"
+RECORD = "nftables.json"
+
+
+def _strip(obj: Any) -> Any:
+    """A listing object without what changes on its own (handles, counter values)."""
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items()
+                if k not in ("handle", "packets", "bytes", "expires")}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
 
 
 class NftablesBackend(Backend):
@@ -22,7 +53,123 @@ class NftablesBackend(Backend):
     def __init__(self, nft: Nft | None = None) -> None:
         self.nft = nft or Nft()
 
-    def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> None:
-        script = render_table(ctx.config.firewall, blocklist)
-        self.nft.load(script)
-        ctx.store.write_file(ENFORCED, script.encode())
+    # -- reading the kernel, cheaply ------------------------------------------------------
+    def table_objects(self, table: str) -> list[dict[str, Any]] | None:
+        """Our table's objects from the terse JSON listing, or None if the table is absent."""
+        data = json.loads(self.nft.run("-j", "-t", "list", "ruleset") or '{"nftables": []}')
+        objects = []
+        present = False
+        for item in data.get("nftables", []):
+            kind, body = next(iter(item.items()))
+            if not isinstance(body, dict) or body.get("family") != "inet":
+                continue
+            if kind == "table" and body.get("name") == table:
+                present = True
+            elif body.get("table") == table:
+                objects.append({kind: body})
+        return objects if present else None
+
+    def skeleton_hash(self, table: str) -> str | None:
+        objects = self.table_objects(table)
+        if objects is None:
+            return None
+        text = json.dumps(_strip(objects), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def counters(self, table: str) -> dict[str, int]:
+        """Packets dropped per set (named counters `hit_<set>`), from the 5 ms listing."""
+        out: dict[str, int] = {}
+        for obj in self.table_objects(table) or []:
+            counter = obj.get("counter")
+            if counter and str(counter.get("name", "")).startswith("hit_"):
+                out[counter["name"][4:]] = int(counter.get("packets", 0))
+        return out
+
+    def offenders(self, table: str) -> list[dict[str, Any]]:
+        """Internal hosts that tried to reach a blocked destination (small dynamic sets)."""
+        out: list[dict[str, Any]] = []
+        for fam in ("v4", "v6"):
+            try:
+                text = self.nft.run("-j", "list", "set", "inet", table, f"offenders_{fam}")
+            except ApplyError:
+                continue
+            for item in json.loads(text).get("nftables", []):
+                for elem in item.get("set", {}).get("elem", []):
+                    entry = elem.get("elem", elem) if isinstance(elem, dict) else elem
+                    if isinstance(entry, dict):
+                        counter = entry.get("counter") or {}
+                        out.append({"address": entry.get("val"),
+                                    "expires_in": entry.get("expires"),
+                                    "packets": counter.get("packets")})
+                    else:
+                        out.append({"address": entry, "expires_in": None, "packets": None})
+        return out
+
+    def status(self, store: StateStore, fw: FirewallConfig) -> dict[str, Any]:
+        """What `status` shows: is the table there and as applied, counters, offenders."""
+        record = _load_record(store)
+        try:
+            current = self.skeleton_hash(fw.table)
+            counters = self.counters(fw.table) if current else {}
+            offenders = self.offenders(fw.table) if current else []
+        except ApplyError as exc:
+            return {"table": fw.table, "error": exc.to_dict(), "table_present": None,
+                    "in_sync": False, "counters": {}, "offenders": []}
+        return {
+            "table": fw.table, "table_present": current is not None,
+            "in_sync": current is not None and current == record.get("skeleton"),
+            "counters": counters, "offenders": offenders,
+        }
+
+    # -- applying -------------------------------------------------------------------------
+    def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:
+        fw = ctx.config.firewall
+        record = _load_record(ctx.store)
+        config_hash = _config_hash(fw)
+        current = self.skeleton_hash(fw.table)
+        why_full = None
+        if current is None:
+            why_full = "the table is absent"
+        elif plan.first or not record:
+            why_full = "no record of a previous apply"
+        elif record.get("config") != config_hash:
+            why_full = "the firewall settings changed"
+        elif record.get("skeleton") != current:
+            why_full = "the table was altered outside the agent (drift)"
+        if why_full is None:
+            if plan.empty:
+                return "nftables: unchanged"
+            try:
+                self.nft.load(render_update(fw, plan, blocklist))
+            except ApplyError as exc:
+                why_full = f"the incremental update was refused ({exc.what.splitlines()[0]})"
+            else:
+                self._record(ctx, blocklist, config_hash, record.get("skeleton"))
+                return (f"nftables: incremental update, +{plan.added} -{plan.removed} "
+                        f"entries")
+        log.warning("nftables: full reload of table %s: %s", fw.table, why_full)
+        self.nft.load(render_table(fw, blocklist))
+        self._record(ctx, blocklist, config_hash, None)
+        return f"nftables: full reload ({why_full})"
+
+    def _record(self, ctx: ApplyContext, blocklist: Blocklist, config_hash: str,
+                skeleton: str | None) -> None:
+        fw = ctx.config.firewall
+        ctx.store.write_file(ENFORCED, render_table(fw, blocklist).encode())
+        if skeleton is None:
+            skeleton = self.skeleton_hash(fw.table)
+        ctx.store.write_file(RECORD, json.dumps(
+            {"table": fw.table, "config": config_hash, "skeleton": skeleton}).encode())
+
+
+def _config_hash(fw: FirewallConfig) -> str:
+    """Everything of the table that is not elements: a settings change means a full reload."""
+    return hashlib.sha256(render_table(fw, Blocklist()).encode()).hexdigest()
+
+
+def _load_record(store: StateStore) -> dict[str, Any]:
+    try:
+        data = json.loads((store.root / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -9,6 +9,7 @@ from typing import Any
 from agent import hostinfo, pipeline
 from agent.backends.registry import backends_for
 from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config
+from agent.config import Config
 from agent.errors import UsageError
 from agent.fetch import HttpFetcher
 from agent.guards import Policy
@@ -68,6 +69,7 @@ def plan_text(result: pipeline.SyncResult) -> str:
         lines.append(f"HELD: {plan.held}")
         lines.append("  what to do: check the feed (blocklist-agent status, why), then run "
                      "`blocklist-agent sync --force` if the change is expected")
+    lines += result.notes
     for name, path in result.rendered.items():
         lines.append(f"rendered {name}: {path}")
     if result.error:
@@ -107,14 +109,25 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         "guard_rejects": status.get("guard_rejects", {}),
         "overrides": status.get("overrides", {}),
     }
+    doc["firewall"] = firewall_status(config, store)
     configured = {f.name for f in config.feeds}
     for name in configured - set(doc["feeds"]):
         doc["feeds"][name] = {"name": name, "status": "never synced", "error": None}
     healthy = bool(doc["last_sync"]) and doc["last_sync"]["result"] == "ok" and all(
         f.get("error") is None for f in doc["feeds"].values())
+    if doc["firewall"] is not None and applied is not None:
+        healthy = healthy and bool(doc["firewall"]["in_sync"])
     doc["healthy"] = healthy
     out.emit(doc, lambda: status_text(doc))
     return EXIT_OK if healthy else EXIT_FAIL
+
+
+def firewall_status(config: Config, store: StateStore) -> dict[str, Any] | None:
+    if config.firewall.backend != "nftables":
+        return None
+    from agent.backends.nftables import NftablesBackend
+
+    return NftablesBackend().status(store, config.firewall)
 
 
 def status_text(doc: dict[str, Any]) -> str:
@@ -152,7 +165,33 @@ def status_text(doc: dict[str, Any]) -> str:
     enforced = doc["enforced"]
     lines.append("enforced: " + (", ".join(f"{k} {_n(v)}" for k, v in enforced.items() if v)
                                  or "nothing"))
+    fw = doc.get("firewall")
+    if fw is not None:
+        lines += firewall_text(fw)
     return "\n".join(lines)
+
+
+def firewall_text(fw: dict[str, Any]) -> list[str]:
+    if fw.get("error"):
+        return [f"nftables: cannot read table {fw['table']}: {fw['error']['message']}"]
+    if not fw["table_present"]:
+        return [f"nftables: table inet {fw['table']} is ABSENT: nothing is blocked",
+                "  what to do: run `blocklist-agent sync` (or nft -f enforced.nft)"]
+    state = ("as applied" if fw["in_sync"]
+             else "ALTERED outside the agent (the next sync repairs it)")
+    lines = [f"nftables: table inet {fw['table']} {state}"]
+    hits = ", ".join(f"{k} {_n(v)}" for k, v in sorted(fw["counters"].items()) if v)
+    lines.append(f"  dropped packets: {hits or 'none yet'}")
+    offenders = fw["offenders"]
+    if offenders:
+        lines.append(f"  {len(offenders)} offender(s), internal hosts that tried a blocked "
+                     "destination (likely infected):")
+        for o in offenders[:50]:
+            extra = f", {o['packets']} packets" if o.get("packets") is not None else ""
+            expires = o.get("expires_in")
+            extra += f", forgotten in {expires} s" if expires else ""
+            lines.append(f"    {o['address']}{extra}")
+    return lines
 
 
 def cmd_why(args: argparse.Namespace, out: Output) -> int:
@@ -164,7 +203,12 @@ def cmd_why(args: argparse.Namespace, out: Output) -> int:
     except InvalidValue as exc:
         raise UsageError(f"{args.value!r}: {exc}",
                          hint="give an address, a prefix or a domain name") from None
-    out.emit(answer.to_dict(), lambda: why_text(answer.to_dict()))
+    doc = answer.to_dict()
+    fw = firewall_status(config, store) if answer.type != "domain" else None
+    if fw is not None:
+        # listing a big set takes ~30 s on nft 1.0.6: "now" means the table is there, as applied
+        doc["enforced_now"] = bool(answer.blocked and fw["table_present"] and fw["in_sync"])
+    out.emit(doc, lambda: why_text(doc))
     return EXIT_OK
 
 
@@ -176,6 +220,8 @@ def why_text(a: dict[str, Any]) -> str:
     else:
         head = f"{a['value']}: not blocked"
     lines = [head]
+    if a.get("enforced_now") is False and a["blocked"]:
+        lines.append("  WARNING: the nftables table is absent or altered: not enforced right now")
     for e in a["enforced"]:
         lines.append(f"  enforced by set {e['set']}: {e['entry']}")
     for s in a["sources"]:

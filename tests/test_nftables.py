@@ -1,0 +1,239 @@
+"""The nftables backend in the namespace lab: real `blocklist-agent sync` in the gateway
+namespace, real TCP probes from the LAN, the WAN and the gateway itself (design section 9).
+
+The tests of this module run in order against one lab and one agent state, like an operator's
+day: first sync, updates, drift, a failing transaction, the boot path.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import minisign
+from agent.backends.base import ApplyContext
+from agent.backends.nft_exec import Nft
+from agent.backends.nftables import NftablesBackend
+from agent.config import load
+from agent.errors import ApplyError
+from agent.merge import Blocklist
+from agent.plan import make_plan
+from agent.publish import publish
+from agent.state import StateStore
+from lab import HTTP_PORT, Lab
+
+pytest_plugins = ["lab.pytest_plugin"]
+pytestmark = pytest.mark.root
+
+TABLE = "blocklist_agent"
+
+
+@dataclass
+class Agent:
+    lab: Lab
+    root: Path
+    key: minisign.SecretKey
+    serial: int = 0
+
+    @property
+    def config(self) -> Path:
+        return self.root / "agent.yaml"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    def publish(self, *lines: str) -> None:
+        self.serial += 1
+        payload = self.root / "src" / "indicators.txt"
+        payload.parent.mkdir(exist_ok=True)
+        payload.write_text("\n".join(lines) + "\n")
+        publish([payload], out_dir=self.root / "feed", key=self.key, publisher="lab CERT",
+                serial=self.serial, expires=timedelta(days=1),
+                now=datetime.now(UTC) - timedelta(minutes=1))
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.lab.run("gw", sys.executable, "-m", "agent", "-c", str(self.config), *args,
+                            check=False, timeout=120)
+
+    def sync(self, *args: str) -> dict[str, Any]:
+        proc = self.cli("sync", "--json", *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return dict(json.loads(proc.stdout))
+
+    def nft(self, *args: str) -> str:
+        return self.lab.run("gw", "nft", *args).stdout
+
+
+@pytest.fixture(scope="module")
+def agent(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    root = tmp_path_factory.mktemp("nft-agent")
+    pub, key = minisign.generate_keypair()
+    (root / "agent.yaml").write_text(f"""
+state_dir: state
+local_dir: local.d
+feeds:
+  - name: lab-cert
+    url: {(root / "feed" / "manifest.json").as_uri()}
+    trusted_keys: ["{pub.to_text()}"]
+guards:
+  max_change: 0.9
+  protected: [10.10.0.0/16]
+  allow_special: [192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32]
+firewall:
+  backend: nftables
+  lan_interfaces: [lan0, lan1]
+  wan_interfaces: [wan0]
+  management: [10.10.99.0/24, fd00:10:99::/64]
+dns:
+  backend: none
+""")
+    # someone else's firewall is already on the gateway: it must survive every sync
+    lab.nft("gw", "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0;"
+                  "\n\t\tip saddr 10.10.2.2 tcp dport 9 counter\n\t}\n}\n")
+    yield Agent(lab, root, key)
+
+
+def reach(lab: Lab, src: str, dst_key: str) -> bool:
+    return lab.tcp_probe(src, lab.addr[dst_key], HTTP_PORT, timeout=0.7)
+
+
+BLOCKED = ["c2", "c26", "bad_prefix_host", "bad_prefix_host6"]
+OPEN = ["site", "site6", "essential", "essential6"]
+
+
+def test_before_the_first_sync_everything_is_reachable(agent: Agent) -> None:
+    for name in BLOCKED + OPEN:
+        assert reach(agent.lab, "lan1", name), name
+
+
+def test_first_sync_blocks_addresses_and_prefixes_v4_and_v6(agent: Agent) -> None:
+    lab = agent.lab
+    agent.publish(lab.addr["c2"], lab.addr["c26"], "192.0.2.0/24", "2001:db8:bad::/48",
+                  "10.10.2.2")  # an internal host: refused by the guard rails
+    report = agent.sync()
+    assert any("full reload" in n for n in report["applied_notes"])
+    assert report["feeds"][0]["guard_rejects"] == {"protected": 1}
+    for name in BLOCKED:
+        assert not reach(lab, "lan1", name), f"{name} should be blocked from lan1"
+        assert not reach(lab, "gw", name), f"{name} should be blocked from the gateway itself"
+    for name in OPEN:
+        assert reach(lab, "lan1", name), name
+    assert reach(lab, "lan1", "lan2")  # LAN to LAN is not the blocklist's business
+
+
+def test_management_network_is_never_blocked(agent: Agent) -> None:
+    assert reach(agent.lab, "mgmt", "c2")
+    assert reach(agent.lab, "mgmt", "c26")
+
+
+def test_inbound_from_a_blocked_address_is_dropped(agent: Agent) -> None:
+    lab = agent.lab
+    assert not lab.tcp_probe("wan", lab.addr["lan1"], HTTP_PORT, timeout=0.7,
+                             src_addr=lab.addr["c2"])
+    assert lab.tcp_probe("wan", lab.addr["lan1"], HTTP_PORT, timeout=0.7,
+                         src_addr=lab.addr["site"])
+    assert not lab.tcp_probe("wan", lab.addr["lan16"], HTTP_PORT, timeout=0.7,
+                             src_addr=lab.addr["c26"])
+
+
+def test_offender_and_counters_in_status(agent: Agent) -> None:
+    reach(agent.lab, "lan2", "c2")
+    proc = agent.cli("status", "--json")
+    status = json.loads(proc.stdout)
+    fw = status["firewall"]
+    offenders = {o["address"] for o in fw["offenders"]}
+    assert {agent.lab.addr["lan1"], agent.lab.addr["lan2"]} <= offenders
+    assert fw["counters"]["v4"] > 0 and fw["counters"]["v4_nets"] > 0
+    assert fw["table_present"] and fw["in_sync"]
+    assert status["enforced"]["v4"] == 1 and status["enforced"]["v6_nets"] == 1
+    text = agent.cli("status").stdout
+    assert agent.lab.addr["lan1"] in text and "offender" in text
+
+
+def test_why_says_enforced_now(agent: Agent) -> None:
+    answer = json.loads(agent.cli("why", "--json", agent.lab.addr["bad_prefix_host"]).stdout)
+    assert answer["blocked"] and answer["enforced_now"] is True
+    assert answer["enforced"] == [{"set": "v4_nets", "entry": "192.0.2.0/24"}]
+
+
+def test_update_is_incremental_and_unblocks_removed_address(agent: Agent) -> None:
+    lab = agent.lab
+    agent.publish(lab.addr["c26"], "192.0.2.0/24", "2001:db8:bad::/48", "203.0.113.99")
+    report = agent.sync()
+    assert report["applied_notes"] == ["nftables: incremental update, +1 -1 entries"]
+    assert reach(lab, "lan1", "c2")
+    assert not reach(lab, "lan1", "c26")
+    assert not lab.tcp_probe("lan1", "203.0.113.99", HTTP_PORT, timeout=0.7)
+    # the offenders survive an incremental update (the table was not replaced)
+    status = json.loads(agent.cli("status", "--json").stdout)
+    assert status["firewall"]["offenders"]
+
+
+def test_other_tables_are_left_alone(agent: Agent) -> None:
+    tables = agent.nft("list", "tables")
+    assert "table inet filter" in tables
+    assert "saddr 10.10.2.2 tcp dport 9" in agent.nft("list", "table", "inet", "filter")
+
+
+def test_deleted_table_is_repaired_by_the_next_sync(agent: Agent) -> None:
+    agent.nft("delete", "table", "inet", TABLE)
+    assert reach(agent.lab, "lan1", "c26")
+    report = agent.sync()
+    assert report["applied_notes"] == ["nftables: full reload (the table is absent)"]
+    assert not reach(agent.lab, "lan1", "c26")
+
+
+def test_altered_table_is_repaired(agent: Agent) -> None:
+    agent.nft("flush", "chain", "inet", TABLE, "forward")
+    status = json.loads(agent.cli("status", "--json").stdout)
+    assert status["firewall"]["in_sync"] is False
+    report = agent.sync()
+    assert report["applied_notes"] == [
+        "nftables: full reload (the table was altered outside the agent (drift))"]
+    assert not reach(agent.lab, "lan1", "c26")
+
+
+def test_failed_transaction_keeps_the_previous_sets(agent: Agent) -> None:
+    lab = agent.lab
+    config = load(agent.config)
+    store = StateStore(config.state_dir)
+    applied = store.load_applied()
+    assert applied is not None
+    # overlapping prefixes: the kernel refuses the whole transaction (nothing aggregates here)
+    bad = applied[0]._replace(v4_nets=frozenset({"5.0.0.0/8", "5.1.0.0/16"}))
+    backend = NftablesBackend(Nft(["ip", "netns", "exec", lab.ns["gw"], "nft"]))
+    with pytest.raises(ApplyError):
+        backend.apply(make_plan(applied[0], bad, max_change=1.0), bad,
+                      ApplyContext(config=config, store=store, rpz_serial=1))
+    assert not reach(lab, "lan1", "c26")
+    assert not reach(lab, "lan1", "bad_prefix_host")
+    assert "5.0.0.0/8" not in agent.nft("list", "set", "inet", TABLE, "v4_nets")
+
+
+def test_enforced_nft_restores_everything_with_plain_nft(agent: Agent) -> None:
+    enforced = agent.state / "enforced.nft"
+    agent.nft("flush", "ruleset")
+    assert reach(agent.lab, "lan1", "c26")
+    agent.nft("-f", str(enforced))
+    assert not reach(agent.lab, "lan1", "c26")
+    assert not reach(agent.lab, "lan1", "bad_prefix_host6")
+    assert reach(agent.lab, "lan1", "site")
+
+
+def test_empty_blocklist_leaves_no_set_empty_by_accident(agent: Agent) -> None:
+    """A feed emptied by mistake is held (max_change), the sets stay filled."""
+    agent.publish("# nothing today")
+    proc = agent.cli("sync")
+    assert proc.returncode == 1 and "HELD" in proc.stdout
+    assert not reach(agent.lab, "lan1", "c26")
+    applied = StateStore(agent.state).load_applied()
+    assert applied is not None and applied[0] != Blocklist()
