@@ -17,21 +17,18 @@ import json
 import random
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agent.backends.base import ApplyContext  # noqa: E402
-from agent.backends.nft_exec import Nft  # noqa: E402
-from agent.backends.nftables import NftablesBackend  # noqa: E402
-from agent.config import Config, FirewallConfig  # noqa: E402
-from agent.merge import Blocklist  # noqa: E402
-from agent.plan import make_plan  # noqa: E402
-from agent.state import StateStore  # noqa: E402
+from agent.backends.base import ApplyContext
+from agent.backends.nft_exec import Nft
+from agent.backends.nftables import NftablesBackend
+from agent.config import Config, FirewallConfig
+from agent.merge import Blocklist
+from agent.plan import make_plan
+from agent.state import StateStore
 
 FIRST = [o for o in range(1, 224) if o not in (10, 100, 127, 169, 172, 192, 198, 203)]
 
