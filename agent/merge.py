@@ -153,6 +153,11 @@ def _to_cidrs(spans: list[tuple[int, int]], family: int) -> list[str]:
     return out
 
 
+def aggregate(values: Iterable[str], family: int) -> list[str]:
+    """The fewest non-overlapping prefixes covering `values` (addresses and prefixes)."""
+    return _to_cidrs(_spans(values, family), family)
+
+
 def _aggregate(nets: set[str], allowed: list[str], family: int) -> list[str]:
     """Merge overlapping and adjacent prefixes; carve local allows out of them.
 

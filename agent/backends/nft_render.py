@@ -13,11 +13,14 @@ remember which internal hosts tried to reach a blocked destination (likely infec
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 
 from agent.backends import checked
+from agent.backends.nft_isolation import iso_chains, iso_declarations, iso_elements
 from agent.config import FirewallConfig
 from agent.errors import ConfigError
+from agent.isolation import IsolationState
 from agent.merge import Blocklist
 from agent.plan import Plan
 
@@ -55,8 +58,16 @@ def _split_management(management: Iterable[str]) -> tuple[list[str], list[str]]:
     return checked(v4, "address"), checked(v6, "address")
 
 
-def render_table(fw: FirewallConfig, blocklist: Blocklist) -> str:
-    """The complete script: replaces the table with the sets, chains and all elements."""
+def mgmt_elements(fw: FirewallConfig, fam: str) -> list[str]:
+    v4, v6 = _split_management(fw.management)
+    members = v4 if fam == "v4" else v6
+    return [f"add element inet {fw.table} mgmt_{fam} {{ {', '.join(members)} }}"] if members else []
+
+
+def render_table(fw: FirewallConfig, blocklist: Blocklist,
+                 isolation: IsolationState | None = None, now: int | None = None) -> str:
+    """The complete script: replaces the table with the sets, chains and all elements,
+    including the isolation state (so a reload or the boot path keeps the gateway isolated)."""
     t = fw.table
     mgmt_v4, mgmt_v6 = _split_management(fw.management)
     timeout = f"{fw.offender_timeout}s"
@@ -100,6 +111,8 @@ def render_table(fw: FirewallConfig, blocklist: Blocklist) -> str:
         "\t\tdrop",
         "\t}",
     ]
+    lines += iso_declarations()
+    lines += iso_chains(fw)
     lines += _base_chain("forward", outbound=True, inbound=True, offenders=True)
     lines += _base_chain("output", outbound=True, inbound=False, offenders=False)
     lines += _base_chain("input", outbound=False, inbound=True, offenders=False)
@@ -109,6 +122,9 @@ def render_table(fw: FirewallConfig, blocklist: Blocklist) -> str:
     for name, _, _, _ in SETS:
         values = checked(getattr(blocklist, name), "address")
         parts.extend(_elements(t, name, values))
+    if isolation is not None:
+        when = int(time.time()) if now is None else now
+        parts.extend(line + "\n" for line in iso_elements(fw, isolation, when))
     return "".join(parts)
 
 

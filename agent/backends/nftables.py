@@ -23,8 +23,10 @@ import json
 import logging
 from typing import Any
 
+from agent import isolation
 from agent.backends.base import ApplyContext, Backend
 from agent.backends.nft_exec import Nft
+from agent.backends.nft_isolation import render_break_glass
 from agent.backends.nft_render import render_table, render_update
 from agent.config import FirewallConfig
 from agent.errors import ApplyError
@@ -34,6 +36,7 @@ from agent.state import StateStore
 
 log = logging.getLogger(__name__)
 ENFORCED = "enforced.nft"
+BREAK_GLASS = "break-glass.nft"
 RECORD = "nftables.json"
 
 
@@ -148,14 +151,18 @@ class NftablesBackend(Backend):
                 return (f"nftables: incremental update, +{plan.added} -{plan.removed} "
                         f"entries")
         log.warning("nftables: full reload of table %s: %s", fw.table, why_full)
-        self.nft.load(render_table(fw, blocklist))
+        iso = isolation.load(ctx.store)  # a reload must never lift or lose isolation
+        self.nft.load(render_table(fw, blocklist, iso))
         self._record(ctx, blocklist, config_hash, None)
         return f"nftables: full reload ({why_full})"
 
     def _record(self, ctx: ApplyContext, blocklist: Blocklist, config_hash: str,
                 skeleton: str | None) -> None:
         fw = ctx.config.firewall
-        ctx.store.write_file(ENFORCED, render_table(fw, blocklist).encode())
+        iso = isolation.load(ctx.store)
+        now = isolation.now()
+        ctx.store.write_file(ENFORCED, render_table(fw, blocklist, iso, now).encode())
+        ctx.store.write_file(BREAK_GLASS, render_break_glass(fw, iso, now).encode())
         if skeleton is None:
             skeleton = self.skeleton_hash(fw.table)
         ctx.store.write_file(RECORD, json.dumps(

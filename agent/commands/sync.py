@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
+import time
 from typing import Any
 
 from agent import hostinfo, pipeline
 from agent.backends.registry import backends_for
 from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config
+from agent.commands.isolation import isolation_status, isolation_text
 from agent.config import Config
 from agent.errors import UsageError
 from agent.fetch import HttpFetcher
@@ -110,6 +113,8 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         "overrides": status.get("overrides", {}),
     }
     doc["firewall"] = firewall_status(config, store)
+    doc["isolation"] = (isolation_status(config, store, int(time.time()))
+                        if config.firewall.backend == "nftables" else None)
     configured = {f.name for f in config.feeds}
     for name in configured - set(doc["feeds"]):
         doc["feeds"][name] = {"name": name, "status": "never synced", "error": None}
@@ -132,6 +137,9 @@ def firewall_status(config: Config, store: StateStore) -> dict[str, Any] | None:
 
 def status_text(doc: dict[str, Any]) -> str:
     lines = []
+    iso = doc.get("isolation")
+    if iso and (iso["active"] or iso["peers"]):  # first, and in red on a terminal
+        lines += [isolation_text(iso, color=sys.stdout.isatty()), ""]
     last = doc["last_sync"]
     if last:
         lines.append(f"last sync: {last['time']}, {last['result']}"
