@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ class Output:
     def emit(self, data: Any, text: Callable[[], str]) -> None:
         if self.json:
             print(json.dumps(data, indent=2, sort_keys=True, default=str))
-        else:
+        elif not self.quiet:
             out = text()
             if out:
                 print(out)
@@ -100,15 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"blocklist-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help_text: str, func: Callable[..., int]) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, func: str) -> argparse.ArgumentParser:
+        """`func` is "module:function" under agent.commands, imported only when run, so that
+        `isolate` at 3 a.m. does not wait for requests and cryptography to load."""
         p = sub.add_parser(name, parents=[common], help=help_text, description=help_text,
                            epilog=EPILOG)
         p.set_defaults(func=func)
         return p
 
-    from agent.commands import feeds, local, sync
-
-    p = command("sync", "one full pass: fetch, verify, merge, plan, apply, record", sync.cmd_sync)
+    p = command("sync", "one full pass: fetch, verify, merge, plan, apply, record", "sync:cmd_sync")
     p.add_argument("--dry-run", action="store_true",
                    help="change nothing (kernel, resolver, state); print the plan")
     p.add_argument("--render-to", type=Path, metavar="DIR",
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply a plan held by guards.max_change (after checking it)")
 
     p = command("verify", "check a feed's signature and manifest, print its summary",
-                feeds.cmd_verify)
+                "feeds:cmd_verify")
     p.add_argument("target", metavar="URL-or-PATH",
                    help="manifest.json (or a signed single list) as URL, path or directory")
     p.add_argument("--key", action="append", default=[], metavar="PUB",
@@ -125,44 +126,44 @@ def build_parser() -> argparse.ArgumentParser:
                         "the keys of the configured feeds)")
     p.add_argument("--ca-file", metavar="FILE", help="CA bundle for https")
 
-    p = command("parse", "print the normalized indicators of one file", feeds.cmd_parse)
+    p = command("parse", "print the normalized indicators of one file", "feeds:cmd_parse")
     p.add_argument("file", metavar="FILE", help="the file ('-' for standard input)")
     p.add_argument("--format", default="auto", metavar="F",
                    help="auto (default), plain, hosts, spamhaus-drop, spamhaus-json, feodo-csv, "
                         "threatfox-csv, urlhaus-csv, misp-csv, misp-json, stix2, rpz")
 
     command("status", "feeds, enforced counts, overrides, last sync; exit 1 if degraded",
-            sync.cmd_status)
+            "sync:cmd_status")
 
     p = command("why", "is this address or name blocked, by what, or allowed, by what",
-                sync.cmd_why)
+                "sync:cmd_why")
     p.add_argument("value", metavar="VALUE")
 
     for name, help_text in (("allow", "never block VALUE (wins over every feed)"),
                             ("deny", "block VALUE locally (guard rails still apply)")):
-        p = command(name, help_text, local.cmd_add)
+        p = command(name, help_text, "local:cmd_add")
         p.add_argument("value", metavar="VALUE",
                        help="address, prefix, name, or *.name for a name and its subdomains")
         p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
         p.add_argument("--for", dest="duration", type=duration_arg, metavar="D",
                        help="expire after D (30m, 2h, 7d)")
         p.set_defaults(action=name)
-    p = command("unallow", "remove a local allow entry", local.cmd_remove)
+    p = command("unallow", "remove a local allow entry", "local:cmd_remove")
     p.add_argument("value", metavar="VALUE")
     p.set_defaults(action="allow")
-    p = command("undeny", "remove a local deny entry", local.cmd_remove)
+    p = command("undeny", "remove a local deny entry", "local:cmd_remove")
     p.add_argument("value", metavar="VALUE")
     p.set_defaults(action="deny")
 
     p = command("keygen", "make a minisign-compatible key pair for a feed publisher",
-                feeds.cmd_keygen)
+                "feeds:cmd_keygen")
     p.add_argument("--out", required=True, metavar="PREFIX",
                    help="writes PREFIX.pub and PREFIX.key")
     p.add_argument("--password-file", metavar="FILE",
                    help="encrypt the secret key with the password in FILE (default: unencrypted, "
                         "mode 0600, like minisign -W)")
 
-    p = command("publish", "build and sign a feed directory", feeds.cmd_publish)
+    p = command("publish", "build and sign a feed directory", "feeds:cmd_publish")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--key", required=True, metavar="SECKEY", help="minisign secret key file")
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
@@ -178,7 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="password of an encrypted secret key")
 
     command("check-config", "validate the configuration file; exit 2 if it is wrong",
-            sync.cmd_check_config)
+            "sync:cmd_check_config")
+
+    p = command("isolate", "KILL SWITCH: cut internet (WAN) traffic, keep LAN, management and "
+                "essential services", "isolation:cmd_isolate")
+    p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+    p.add_argument("--for", dest="duration", type=duration_arg, metavar="D",
+                   help="lift automatically after D (30m, 2h), even if the daemon is down")
+    p.add_argument("--peer", action="append", metavar="NAME",
+                   help="quarantine only this partner network of isolation.peers (repeatable)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p = command("restore", "lift isolation (or one peer quarantine)", "isolation:cmd_restore")
+    p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+    p.add_argument("--peer", action="append", metavar="NAME",
+                   help="lift only this peer's quarantine (repeatable)")
+
+    command("run", "the daemon: refresh the feeds on schedule and keep them enforced "
+            "(systemd Type=notify; SIGHUP reloads, SIGTERM stops, enforcement stays)",
+            "daemon:cmd_run")
     return parser
 
 
@@ -197,8 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="blocklist-agent: %(levelname)s: %(message)s")
     out = Output(args.json, args.verbose, args.quiet)
     try:
-        result: int = args.func(args, out)
-        return result
+        module, _, name = args.func.partition(":")
+        func: Callable[[argparse.Namespace, Output], int] = getattr(
+            importlib.import_module(f"agent.commands.{module}"), name)
+        return func(args, out)
     except AgentError as exc:
         if args.debug:
             raise
