@@ -63,9 +63,10 @@ class Reject(NamedTuple):
     reason: str
     text: str = ""
 
-    def to_dict(self) -> dict[str, str]:
-        key = "line" if self.ref.isdigit() else "ref"
-        out = {key: self.ref, "reason": self.reason}
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = (
+            {"line": int(self.ref)} if self.ref.isdigit() else {"ref": self.ref})
+        out["reason"] = self.reason
         if self.text:
             out["text"] = self.text
         return out

@@ -13,6 +13,9 @@ from typing import NamedTuple
 from agent.merge import SET_NAMES, Blocklist
 
 ENFORCING = ("v4", "v4_nets", "v6", "v6_nets", "names", "wild")
+# Below this many enforced entries the ratio means little (one local allow that splits a /24
+# into seven prefixes is "57 %" of a list of twelve): like octoDNS, small sets are not held.
+MIN_ENTRIES_FOR_HOLD = 10
 
 
 class SetChange(NamedTuple):
@@ -43,6 +46,8 @@ class Plan(NamedTuple):
     def held(self) -> str | None:
         """Why this plan must not be applied unattended, or None."""
         if self.first or self.forced or self.ratio <= self.max_change:
+            return None
+        if self.before < MIN_ENTRIES_FOR_HOLD and self.after > 0:
             return None
         return (
             f"the plan changes {self.ratio:.0%} of the {self.before} enforced entries "

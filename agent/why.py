@@ -116,7 +116,7 @@ def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None
                                 "ref": o.where, "reason": o.reason, "by": o.author})
     if policy is not None:
         bad = policy.check_one(target)
-        if bad is not None:
+        if bad is not None and all(g["detail"] != bad.detail for g in ans.guard):
             ans.guard.append({"feed": "(guards)", "reason": bad.reason, "detail": bad.detail})
     return ans
 

@@ -112,7 +112,14 @@ def test_plan_removing_most_entries_is_held_unless_forced() -> None:
 
 
 def test_plan_growing_too_much_is_held() -> None:
-    old = bl("8.8.8.8", "9.9.9.9")
-    new = bl("8.8.8.8", "9.9.9.9", "7.7.7.7", "6.6.6.6")
+    old = bl(*(f"8.8.{i}.1" for i in range(10)))
+    new = bl(*(f"8.8.{i}.1" for i in range(16)))
     assert make_plan(old, new, max_change=0.5).held is not None
     assert make_plan(old, new, max_change=1.0).held is None
+
+
+def test_small_lists_are_not_held_but_emptying_them_is() -> None:
+    old = bl("8.8.8.8", "9.9.9.9", "1.1.1.0/24")
+    carved = bl("8.8.8.8", "9.9.9.9", "1.1.1.0/24", allow=("1.1.1.7",))  # 1 prefix -> 7 pieces
+    assert make_plan(old, carved, max_change=0.5).held is None
+    assert make_plan(old, bl(), max_change=0.5).held is not None
