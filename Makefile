@@ -1,5 +1,5 @@
 # blocklist-agent: developer entry points. Every target installs what it needs first.
-.PHONY: deps check lint test example bench clean
+.PHONY: deps check lint test example demo bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -18,8 +18,14 @@ check: lint test
 example: deps
 	@bash examples/quickstart.sh
 
+# The whole product in a namespace lab, narrated with PASS/FAIL lines (root; host untouched).
+demo: deps
+	.venv/bin/python -m lab.demo
+
 bench: deps
 	.venv/bin/python bench/pipeline.py
+	.venv/bin/python bench/nft_apply.py
+	.venv/bin/python bench/isolation.py
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache dist build *.egg-info

@@ -234,7 +234,8 @@ def check_manifest(
         )
     if m.expires <= now:
         raise VerifyError(
-            f"feed {feed} expired at {_fmt(m.expires)} ({now - m.expires} ago)",
+            f"feed {feed} expired at {_fmt(m.expires)} "
+            f"({timedelta(seconds=int((now - m.expires).total_seconds()))} ago)",
             hint=f"the publisher must re-sign and publish it with a later 'expires'; {_KEEP}. If "
             f"this gateway's clock is wrong (now {_fmt(now)}), fix NTP (timedatectl status)",
             where=MANIFEST_NAME,
@@ -242,7 +243,8 @@ def check_manifest(
         )
     if m.issued > now + max_clock_skew:
         raise VerifyError(
-            f"feed {feed} is issued at {_fmt(m.issued)}, {m.issued - now} ahead of this gateway's "
+            f"feed {feed} is issued at {_fmt(m.issued)}, "
+            f"{timedelta(seconds=int((m.issued - now).total_seconds()))} ahead of this gateway's "
             f"clock ({_fmt(now)}; tolerance {max_clock_skew})",
             hint=f"check the gateway clock and NTP sync (timedatectl status); if it is right, the "
             f"publisher's clock is wrong; {_KEEP}",
