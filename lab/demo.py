@@ -49,8 +49,6 @@ def host_snapshot() -> dict[str, str]:
         "routes v4": out("ip", "route"),
         "routes v6": out("ip", "-6", "route"),
         "resolv.conf": resolv.read_text() if resolv.exists() else "",
-        "namespaces": "\n".join(sorted(n for n in out("ip", "netns", "list").split("\n")
-                                       if n and not n.startswith("demo-"))),
     }
 
 
@@ -293,7 +291,8 @@ def main() -> int:
     for key in before:
         say.check(f"host {key} unchanged", before[key] == after[key])
     leftover = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                          text=True).stdout.split("\n") if "demo-" in n]
+                                          text=True).stdout.split("\n")
+                if n.startswith(f"demo-{os.getpid()}-")]
     say.check("no lab namespace left", not leftover, str(leftover))
     print(f"\n{say.passes} passed, {len(say.failures)} failed")
     return 0 if not say.failures else 1
