@@ -1,5 +1,5 @@
 # blocklist-agent: developer entry points. Every target installs what it needs first.
-.PHONY: deps check lint test example demo bench clean
+.PHONY: deps check lint test example demo bench deb clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -26,6 +26,10 @@ bench: deps
 	.venv/bin/python bench/pipeline.py
 	.venv/bin/python bench/nft_apply.py
 	.venv/bin/python bench/isolation.py
+
+# dist/blocklist-agent_<version>_all.deb, built from packaging/deb/ with debhelper + dh-python.
+deb: deps
+	bash scripts/build-deb.sh
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache dist build *.egg-info

@@ -10,6 +10,9 @@ APT_PACKAGES=(
   python3-systemd python3-cryptography python3-idna nftables publicsuffix
   # development, tests and the lab
   python3-venv iproute2 minisign unbound bind9 bind9-utils bind9-dnsutils curl make
+  # `make deb` and its test: build, lint, install into a debootstrap tree, systemd-analyze
+  debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-wheel
+  debootstrap lintian systemd
 )
 
 missing=()
