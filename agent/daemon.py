@@ -179,6 +179,7 @@ class Daemon:
     def step(self) -> float:
         """Do whatever is due now; return how long the loop may sleep."""
         self.ping()
+        self._isolation_deadlines()
         now = self.clock()
         if self.reload_requested:
             self.reload_requested = False
@@ -444,6 +445,25 @@ class Daemon:
             if message != self.metrics_error:  # said once, not every minute
                 log.warning("%s (check metrics_file and the unit's ReadWritePaths=)", message)
                 self.metrics_error = message
+
+    def _isolation_deadlines(self) -> None:
+        """A `--for` deadline that passed is recorded and the kernel re-checked (after a
+        reboot, enforced.nft restored the isolation with the timeout it had when written)."""
+        if self.config.firewall.backend != "nftables":
+            return
+        from agent import isolation, killswitch
+
+        now = isolation.now()
+        stored = isolation.load(self.store)
+        if stored.live(now) == stored:
+            return
+        try:
+            killswitch.reconcile(self.config, self.store, now)
+        except AgentError as exc:
+            log.error("cannot lift the isolation whose deadline passed: %s", exc)
+            return
+        self.journal.event(logging.WARNING, "isolation lifted: its --for deadline passed",
+                           ACTION="restore", BY="deadline")
 
     def _isolation(self, now: int) -> dict[str, Any] | None:
         """The kill switch's live state (isolation.json), None if it cannot be read."""

@@ -17,16 +17,12 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent import isolation
-from agent.backends.nft_exec import Nft
-from agent.backends.nft_isolation import render_break_glass, render_isolation_script
-from agent.backends.nft_render import render_table
+from agent import isolation, killswitch
 from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config, operator
 from agent.config import Config
-from agent.errors import UsageError
+from agent.errors import AgentError, UsageError
 from agent.indicators import InvalidValue, normalize_ip
 from agent.isolation import IsolationState, Quarantine
-from agent.merge import Blocklist
 from agent.notify import Journal
 from agent.state import StateStore
 
@@ -54,29 +50,6 @@ def _confirm(question: str, out: Output, assume_yes: bool) -> bool:
         return True
     answer = input(f"{question} [y/N] ").strip().lower()
     return answer in ("y", "yes", "o", "oui")
-
-
-def enforce(config: Config, store: StateStore, state: IsolationState, now: int,
-            nft: Nft | None = None) -> None:
-    """Make the kernel match `state`, then record it and refresh the boot-path files."""
-    fw = config.firewall
-    runner = nft or Nft()
-    runner.load(render_isolation_script(fw, state, now))
-    isolation.save(store, state)
-    write_boot_files(config, store, state, now)
-
-
-def write_boot_files(config: Config, store: StateStore, state: IsolationState, now: int) -> None:
-    """enforced.nft (the whole table, isolation included) and break-glass.nft."""
-    fw = config.firewall
-    applied = store.load_applied()
-    if (store.root / "nftables.json").exists() and applied is not None:
-        store.write_file("enforced.nft", render_table(fw, applied[0], state, now).encode())
-    else:
-        store.write_file("enforced.nft", render_table(fw, Blocklist(), state, now).encode())
-        # the kernel table (if any) does not hold the blocklist: the next sync reloads it whole
-        (store.root / "nftables.json").unlink(missing_ok=True)
-    store.write_file("break-glass.nft", render_break_glass(fw, state, now).encode())
 
 
 def _allow_addresses(config: Config, previous: IsolationState
@@ -134,7 +107,7 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
         state = replace(previous, active=True, since=now, by=who, reason=args.reason,
                         deadline=deadline, allow=allow, resolved=resolved,
                         unresolved=tuple(failed))
-    enforce(config, store, state, now)
+    killswitch.enforce(config, store, state, now)
     event = {"event": "isolate", "by": who, "reason": args.reason, "deadline": deadline,
              "peers": peers or None, "allow": list(allow)}
     store.append_history(event)
@@ -163,7 +136,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     else:
         state = replace(previous, active=False, deadline=None)
         scope = "internet access"
-    enforce(config, store, state, now)
+    killswitch.enforce(config, store, state, now)
     store.append_history({"event": "restore", "by": who, "reason": args.reason,
                           "peers": peers or None})
     journal().event(logging.WARNING, f"isolation: {scope} restored by {who}: {args.reason}",
@@ -221,14 +194,9 @@ def isolation_text(doc: dict[str, Any], color: bool = False) -> str:
 
 
 def isolation_status(config: Config, store: StateStore, now: int) -> dict[str, Any]:
-    """For `status`: the recorded state, with deadlines applied (and recorded once passed)."""
-    stored = isolation.load(store)
-    live = stored.live(now)
-    if live != stored:
-        try:
-            isolation.save(store, live)
-            store.append_history({"event": "restore", "by": "deadline",
-                                  "reason": "the --for deadline passed"})
-        except OSError:
-            pass
-    return describe(config, live, now)
+    """For `status`: the recorded state, with deadlines that passed applied and recorded."""
+    try:
+        state = killswitch.reconcile(config, store, now)
+    except AgentError:  # not root, or nft missing: show the record as it is
+        state = isolation.load(store).live(now)
+    return describe(config, state, now)
