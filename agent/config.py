@@ -93,6 +93,12 @@ class DnsConfig:
     server: str | None = None  # resolver or primary to query (host or host:port)
     tsig_key_file: str | None = None  # dnsupdate: BIND-style key file
     ttl: int = 300
+    # command prefix checking a new zone file before it is served (ZONE FILE appended), e.g.
+    # "named-checkzone"; default: named-checkzone for bind, only the agent's own check otherwise
+    check: str | None = None
+    # the resolver clients use, asked by `status` and `why` (host or host:port); default:
+    # server, else 127.0.0.1
+    resolver: str | None = None
 
 
 @dataclass(frozen=True)
@@ -981,10 +987,18 @@ class _Reader:
                                                  optional=True)
         if "ttl" in m:
             kw["ttl"] = self.duration(m["ttl"], "dns.ttl", maximum=_MAX_TTL)
+        if "check" in m:
+            kw["check"] = self.command(m["check"], "dns.check")
+        if "resolver" in m:
+            kw["resolver"] = self.dns_server(m["resolver"], "dns.resolver")
         if kw.get("backend") == "dnsupdate" and "server" not in m:
             self.report(node, "dns.server", "missing",
                         hint="the dnsupdate backend sends updates to a primary server: write "
                         "server: 192.0.2.53 (or host:port)")
+        if kw.get("backend") == "dnsupdate" and "tsig_key_file" not in m:
+            self.report(node, "dns.tsig_key_file", "missing",
+                        hint="the dnsupdate backend signs its updates with TSIG: write the path "
+                        "of the key file made by `tsig-keygen blocklist-agent`")
         return DnsConfig(**{k: v for k, v in kw.items() if v is not None})
 
     def command(self, node: Node, path: str) -> str | None:
@@ -1023,9 +1037,9 @@ class _Reader:
                     "explains the block")
         return None
 
-    def dns_server(self, node: Node) -> str | None:
+    def dns_server(self, node: Node, path: str = "dns.server") -> str | None:
         """`host`, `host:port`, `[v6]:port` or a bare IPv6 address; kept as written."""
-        value = self.text(node, "dns.server", optional=True)
+        value = self.text(node, path, optional=True)
         if value is None:
             return None
         host, port, problem = value, None, ""
@@ -1046,7 +1060,7 @@ class _Reader:
             except InvalidValue as exc:
                 problem = str(exc)
         if problem:
-            self.report(node, "dns.server", f"not a server address: {problem}", value,
+            self.report(node, path, f"not a server address: {problem}", value,
                         hint="write 192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53 or "
                         "ns1.example.fr")
             return None

@@ -520,7 +520,7 @@ def test_config_errors_exit_2_with_file_and_line(tmp_path: Path, cli: Cli) -> No
 
 
 def test_unknown_backend_is_a_config_error(write_config: Callable[..., Path], cli: Cli) -> None:
-    write_config(dns={"backend": "unbound"})
+    write_config(dns={"backend": "powerdns"})
     result = cli("check-config")
     assert result.code == 2
     assert "dns.backend" in result.err

@@ -77,7 +77,7 @@ def test_example_file_loads() -> None:
     assert config.path == str(EXAMPLE)
     example = config.feed("example")
     assert example is not None
-    assert example.url.startswith("file:///usr/share/doc/blocklist-agent/example-feed/")
+    assert example.url.startswith("file:///usr/share/blocklist-agent/example-feed/")
     assert example.signature == "minisign" and example.trusted_keys == (KEY,)
     assert example.refresh == 900 and example.max_size == 256 * 1024 * 1024
     assert example.line == line_of(EXAMPLE.read_text(), "- name: example")
@@ -193,6 +193,8 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
           server: "[2001:db8::53]:5353"
           tsig_key_file: /etc/bla/tsig.key
           ttl: 60
+          check: named-checkzone -q
+          resolver: 127.0.0.1
         isolation:
           allow: [192.0.2.10/32, messagerie.mssante.fr]
           allow_feeds: true
@@ -243,6 +245,8 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
         "[2001:db8::53]:5353",
         "/etc/bla/tsig.key",
         60,
+        check="named-checkzone -q",
+        resolver="127.0.0.1",
     )
     assert config.isolation.allow == ("192.0.2.10", "messagerie.mssante.fr")
     assert config.isolation.allow_feeds is True

@@ -9,15 +9,19 @@ wildcard of a blocked parent.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from agent.backends import checked
 from agent.config import DnsConfig
 from agent.errors import ConfigError
 from agent.merge import Blocklist
+from agent.plan import SetChange
 
+log = logging.getLogger(__name__)
 PASSTHRU = "CNAME rpz-passthru."
 
 
@@ -67,24 +71,72 @@ def rpz_ip_owner(value: str) -> str:
     return f"{length if slash else 128}.{'.'.join(reversed(groups))}.rpz-ip"
 
 
-def _records(owners: Iterable[str], rdata: str) -> Iterable[str]:
-    for owner in owners:
-        yield f"{owner} {rdata}\n"
+_RPZ_SPECIAL = re.compile(r"(?:^|\.)rpz-[^.]*$")
 
 
-def render_zone(dns: DnsConfig, blocklist: Blocklist, serial: int) -> str:
-    """The zone text; owners are relative to $ORIGIN so the zone can be renamed in config."""
+def _plain_names(values: Iterable[str]) -> list[str]:
+    """Checked names, without those whose last label is `rpz-*`.
+
+    A name such as `8.0.0.0.10.rpz-ip` is a legal DNS name, but written into the zone it becomes
+    an IP trigger (here: every answer pointing into 10.0.0.0/8), and `x.rpz-nsdname` a name
+    server trigger. A feed must never be able to block by the back door what the guard rails
+    refuse by the front one, so such names are dropped (with a warning), never rendered.
+    """
+    names = checked(values, "name")
+    blob = "\n" + "\n".join(names)
+    if ".rpz-" not in blob and "\nrpz-" not in blob:
+        return names
+    kept = [n for n in names if not _RPZ_SPECIAL.search(n)]
+    if len(kept) != len(names):
+        dropped = sorted(set(names) - set(kept))
+        log.warning("not rendering %d name(s) that would be RPZ special triggers, e.g. %s",
+                    len(dropped), dropped[0])
+    return kept
+
+
+def zone_name(dns: DnsConfig) -> str:
+    """The zone's absolute name, checked."""
     zone = dns.zone if dns.zone.endswith(".") else dns.zone + "."
-    zone = checked([zone], "name")[0]
+    return checked([zone], "name")[0]
+
+
+def sections(dns: DnsConfig, blocklist: Blocklist) -> list[tuple[Iterable[str], str]]:
+    """(owners, rdata) groups of the zone, owners relative to the zone, in rendering order.
+
+    The one definition of which record a blocklist entry becomes: the zone file and the
+    dynamic-update diff are both built from it, so they can never disagree.
+    """
     rdata = action_rdata(dns.action)
-    names = checked(blocklist.names, "name")
-    wild = checked(blocklist.wild, "name")
-    allow_names = checked(blocklist.allow_names | blocklist.allow_wild, "name")
-    allow_wild = checked(blocklist.allow_wild, "name")
+    names = _plain_names(blocklist.names)
+    wild = _plain_names(blocklist.wild)
+    allow_names = _plain_names(blocklist.allow_names | blocklist.allow_wild)
+    allow_wild = _plain_names(blocklist.allow_wild)
     ips = checked(
         [*blocklist.v4, *blocklist.v4_nets, *blocklist.v6, *blocklist.v6_nets], "address"
     )
     allow_ips = checked(blocklist.allow_ips, "address")
+    return [
+        (names, rdata),
+        (wild, rdata),
+        ((f"*.{n}" for n in wild), rdata),
+        ((rpz_ip_owner(v) for v in ips), rdata),
+        (allow_names, PASSTHRU),
+        ((f"*.{n}" for n in allow_wild), PASSTHRU),
+        ((rpz_ip_owner(v) for v in allow_ips), PASSTHRU),
+    ]
+
+
+def zone_records(dns: DnsConfig, blocklist: Blocklist) -> dict[str, str]:
+    """Every policy record of the zone: relative owner -> rdata ("CNAME ."), SOA/NS excluded."""
+    out: dict[str, str] = {}
+    for owners, rdata in sections(dns, blocklist):
+        out.update(dict.fromkeys(owners, rdata))
+    return out
+
+
+def render_zone(dns: DnsConfig, blocklist: Blocklist, serial: int) -> str:
+    """The zone text; owners are relative to $ORIGIN so the zone can be renamed in config."""
+    zone = zone_name(dns)
     head = (
         f"; RPZ zone rendered by blocklist-agent; do not edit (it is overwritten)\n"
         f"$ORIGIN {zone}\n"
@@ -93,11 +145,38 @@ def render_zone(dns: DnsConfig, blocklist: Blocklist, serial: int) -> str:
         f"@ NS localhost.\n"
     )
     parts = [head]
-    parts.extend(_records(names, rdata))
-    parts.extend(_records(wild, rdata))
-    parts.extend(_records((f"*.{n}" for n in wild), rdata))
-    parts.extend(_records((rpz_ip_owner(v) for v in ips), rdata))
-    parts.extend(_records(allow_names, PASSTHRU))
-    parts.extend(_records((f"*.{n}" for n in allow_wild), PASSTHRU))
-    parts.extend(_records((rpz_ip_owner(v) for v in allow_ips), PASSTHRU))
+    for owners, rdata in sections(dns, blocklist):
+        tail = f" {rdata}\n"
+        parts.extend(owner + tail for owner in owners)
     return "".join(parts)
+
+
+_DOMAIN_SETS = ("names", "wild", "allow_names", "allow_wild")
+_IP_SETS = ("v4", "v4_nets", "v6", "v6_nets", "allow_ips")
+
+
+def changed_records(dns: DnsConfig, blocklist: Blocklist, changes: Mapping[str, SetChange]
+                    ) -> tuple[dict[str, str], dict[str, str]]:
+    """(before, after) records of only the owners that a plan's changes touch.
+
+    Cost follows the size of the change, not of the list: a value's records depend only on
+    which sets hold that very value (a name is an owner in names, wild, allow_names and
+    allow_wild alike; an address in v4 and allow_ips), so the sets before the change are
+    rebuilt for the touched values alone, from `blocklist` and the per-set added/removed.
+    """
+    touched_names: set[str] = set()
+    touched_ips: set[str] = set()
+    for name, change in changes.items():
+        target = touched_names if name in _DOMAIN_SETS else touched_ips
+        target.update(change.added)
+        target.update(change.removed)
+    after: dict[str, frozenset[str]] = {}
+    before: dict[str, frozenset[str]] = {}
+    for name in (*_DOMAIN_SETS, *_IP_SETS):
+        current: frozenset[str] = getattr(blocklist, name)
+        touched = touched_names if name in _DOMAIN_SETS else touched_ips
+        now = frozenset(v for v in touched if v in current)
+        step = changes.get(name)
+        was = now if step is None else (now - step.added) | (step.removed & touched)
+        after[name], before[name] = now, was
+    return (zone_records(dns, Blocklist(**before)), zone_records(dns, Blocklist(**after)))

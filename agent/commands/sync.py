@@ -113,6 +113,7 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         "overrides": status.get("overrides", {}),
     }
     doc["firewall"] = firewall_status(config, store)
+    doc["dns"] = dns_status(config)
     doc["isolation"] = (isolation_status(config, store, int(time.time()))
                         if config.firewall.backend == "nftables" else None)
     configured = {f.name for f in config.feeds}
@@ -122,6 +123,8 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         f.get("error") is None for f in doc["feeds"].values())
     if doc["firewall"] is not None and applied is not None:
         healthy = healthy and bool(doc["firewall"]["in_sync"])
+    if doc["dns"] is not None and applied is not None:
+        healthy = healthy and doc["dns"]["in_sync"] is not False
     doc["healthy"] = healthy
     out.emit(doc, lambda: status_text(doc))
     return EXIT_OK if healthy else EXIT_FAIL
@@ -133,6 +136,25 @@ def firewall_status(config: Config, store: StateStore) -> dict[str, Any] | None:
     from agent.backends.nftables import NftablesBackend
 
     return NftablesBackend().status(store, config.firewall)
+
+
+def dns_status(config: Config) -> dict[str, Any] | None:
+    if config.dns.backend == "none":
+        return None
+    from agent.dnsstatus import zone_status
+
+    return zone_status(config)
+
+
+def dns_text(d: dict[str, Any]) -> list[str]:
+    line = (f"dns ({d['backend']}): zone {d['zone']} rendered serial {d['rendered_serial']}, "
+            f"served by {d['server']}: {d['served_serial']}")
+    if d["in_sync"] is False:
+        line += " (BEHIND: the resolver has not loaded the last zone)"
+    lines = [line]
+    if d.get("error"):
+        lines.append(f"  {d['error']}")
+    return lines
 
 
 def status_text(doc: dict[str, Any]) -> str:
@@ -176,6 +198,8 @@ def status_text(doc: dict[str, Any]) -> str:
     fw = doc.get("firewall")
     if fw is not None:
         lines += firewall_text(fw)
+    if doc.get("dns") is not None:
+        lines += dns_text(doc["dns"])
     return "\n".join(lines)
 
 
@@ -212,10 +236,17 @@ def cmd_why(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(f"{args.value!r}: {exc}",
                          hint="give an address, a prefix or a domain name") from None
     doc = answer.to_dict()
-    fw = firewall_status(config, store) if answer.type != "domain" else None
-    if fw is not None:
-        # listing a big set takes ~30 s on nft 1.0.6: "now" means the table is there, as applied
-        doc["enforced_now"] = bool(answer.blocked and fw["table_present"] and fw["in_sync"])
+    if answer.type != "domain":
+        fw = firewall_status(config, store)
+        if fw is not None:
+            # listing a big set takes ~30 s on nft 1.0.6: "now" means the table is there and
+            # as applied
+            doc["enforced_now"] = bool(answer.blocked and fw["table_present"] and fw["in_sync"])
+    elif config.dns.backend != "none" and not answer.value.startswith("*."):
+        from agent.dnsstatus import resolver_answer
+
+        doc["resolver"] = resolver_answer(config, answer.value)
+        doc["enforced_now"] = doc["resolver"]["blocked"]
     out.emit(doc, lambda: why_text(doc))
     return EXIT_OK
 
@@ -229,7 +260,14 @@ def why_text(a: dict[str, Any]) -> str:
         head = f"{a['value']}: not blocked"
     lines = [head]
     if a.get("enforced_now") is False and a["blocked"]:
-        lines.append("  WARNING: the nftables table is absent or altered: not enforced right now")
+        lines.append("  WARNING: not enforced right now (table absent or altered, or the "
+                     "resolver has not loaded the zone)")
+    resolver = a.get("resolver")
+    if resolver:
+        verdict = {True: "blocks it", False: "does not block it", None: "cannot tell"}[
+            resolver["blocked"]]
+        lines.append(f"  resolver {resolver['server']} {verdict} now"
+                     + (f": {resolver['detail']}" if resolver.get("detail") else ""))
     for e in a["enforced"]:
         lines.append(f"  enforced by set {e['set']}: {e['entry']}")
     for s in a["sources"]:

@@ -1,0 +1,199 @@
+"""What the resolver does now, asked over DNS: the serial of the RPZ zone it serves (`status`)
+and whether it blocks a name (`why NAME`).
+
+The agent's own record says what it *gave* the resolver; only a query says what clients *get*
+(a resolver that failed to reload, a follower that stopped transferring, a policy zone left out
+of the resolver's configuration all look fine in the record). The resolver is `dns.resolver`,
+else `dns.server`, else 127.0.0.1: the Unbound snippet sets `for-downstream: yes` so that it
+answers for the zone, BIND serves its response-policy zone to localhost, and for the
+dnsupdate path the primary (or a resolver following it) does. Knot Resolver does not serve its
+RPZ as a zone, so only the effect on a name can be observed there.
+
+Nothing here raises for a resolver that is down or refuses: the answers say so, since `status`
+must still print the rest.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from agent.backends.dns_client import Connect, split_server
+from agent.backends.dns_common import load_state
+from agent.backends.rpz_render import action_rdata
+from agent.config import Config
+
+_ACTIONS = {".": "nxdomain", "*.": "nodata", "rpz-drop.": "drop", "rpz-passthru.": "passthru"}
+
+
+def resolver_address(config: Config) -> str | None:
+    """Where `status` and `why` ask ("host" or "host:port"), None without a DNS backend."""
+    if config.dns.backend == "none":
+        return None
+    return config.dns.resolver or config.dns.server or "127.0.0.1"
+
+
+def _zone(config: Config) -> str:
+    zone = config.dns.zone
+    return zone if zone.endswith(".") else zone + "."
+
+
+def _ask(server: str, qname: str, rdtype: str, *, connect: Connect | None, timeout: float
+         ) -> dns.message.Message | None:
+    """One UDP query (recursion desired, like a client); None if no answer came in time."""
+    host, port = split_server(server)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    query = dns.message.make_query(qname, dns.rdatatype.from_text(rdtype))
+    sock = connect(family, socket.SOCK_DGRAM) if connect else socket.socket(family,
+                                                                           socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        return dns.query.udp(query, host, port=port, timeout=timeout, sock=sock)
+    except dns.exception.Timeout:
+        return None
+    finally:
+        sock.close()
+
+
+def rendered_serial(config: Config) -> int | None:
+    """The serial the agent last gave the resolver (zone file) or left on the primary."""
+    serial = load_state(config.state_dir).get("serial")
+    return serial if isinstance(serial, int) else None
+
+
+def served_serial(config: Config, *, connect: Connect | None = None, timeout: float = 2.0
+                  ) -> int | None:
+    """The RPZ zone serial the resolver serves now (SOA query), None if it cannot be known."""
+    serial = zone_status(config, connect=connect, timeout=timeout)["served_serial"]
+    return serial if isinstance(serial, int) else None
+
+
+def ask_serial(config: Config, *, connect: Connect | None = None, timeout: float = 2.0
+               ) -> tuple[int | None, str | None]:
+    """(serial the resolver serves, None) or (None, why it cannot be known)."""
+    server = resolver_address(config)
+    if server is None:
+        return None, "dns.backend is none"
+    if config.dns.backend == "knot-resolver":
+        return None, "Knot Resolver does not serve its RPZ zone over DNS"
+    zone = dns.name.from_text(_zone(config))
+    try:
+        reply = _ask(server, _zone(config), "SOA", connect=connect, timeout=timeout)
+    except (OSError, dns.exception.DNSException) as exc:
+        return None, f"cannot ask {server}: {exc}"
+    if reply is None:
+        return None, f"no answer from {server} within {timeout:g} s"
+    for rrset in reply.answer:
+        if rrset.rdtype == dns.rdatatype.SOA and rrset.name == zone:
+            return int(rrset[0].serial), None
+    return None, (f"{server} does not serve the zone (SOA query: "
+                  f"{dns.rcode.to_text(reply.rcode())}); for Unbound set for-downstream: yes "
+                  "in its rpz: clause (config/resolvers/unbound.conf)")
+
+
+def zone_status(config: Config, *, connect: Connect | None = None, timeout: float = 2.0
+                ) -> dict[str, Any]:
+    """Rendered and served serials side by side, with the reason when served is unknown."""
+    served, error = ask_serial(config, connect=connect, timeout=timeout)
+    rendered = rendered_serial(config)
+    return {"backend": config.dns.backend, "zone": _zone(config),
+            "server": resolver_address(config), "rendered_serial": rendered,
+            "served_serial": served, "in_sync": None if served is None else served == rendered,
+            "error": error}
+
+
+def _trigger(server: str, name: str, config: Config, *, connect: Connect | None,
+             timeout: float) -> dict[str, str] | None:
+    """The policy the served zone holds for NAME (exact or wildcard owner), if any."""
+    qname = f"{name}.{_zone(config)}"
+    kinds = ["CNAME"]
+    if config.dns.action.startswith("redirect:"):
+        kinds.append(action_rdata(config.dns.action).split()[0])
+    for kind in dict.fromkeys(kinds):
+        reply = _ask(server, qname, kind, connect=connect, timeout=timeout)
+        if reply is None or reply.rcode() != dns.rcode.NOERROR:
+            return None
+        for rrset in reply.answer:
+            if rrset.name == dns.name.from_text(qname) and rrset.rdtype != dns.rdatatype.SOA:
+                data = rrset[0].to_text()
+                if rrset.rdtype == dns.rdatatype.CNAME:
+                    return {"rdata": f"CNAME {data}",
+                            "action": _ACTIONS.get(data, f"redirect:{data.rstrip('.')}")}
+                return {"rdata": f"{dns.rdatatype.to_text(rrset.rdtype)} {data}",
+                        "action": f"redirect:{data}"}
+    return None
+
+
+def _effect(reply: dns.message.Message | None, action: str) -> bool:
+    """Does the answer look like `action` was applied?"""
+    if reply is None:
+        return action == "drop"
+    if action == "nxdomain":
+        return reply.rcode() == dns.rcode.NXDOMAIN
+    data = {rd.to_text().rstrip(".") for rrset in reply.answer for rd in rrset}
+    if action == "nodata":
+        return reply.rcode() == dns.rcode.NOERROR and not data
+    if action.startswith("redirect:"):
+        return action.partition(":")[2] in data
+    return False
+
+
+def resolver_answer(config: Config, name: str, *, connect: Connect | None = None,
+                    timeout: float = 2.0) -> dict[str, Any]:
+    """Does the resolver block NAME now? Its answer, the zone's trigger for NAME, a verdict.
+
+    `blocked` is True (the answer is the configured action and the zone or the kind of answer
+    says it is the policy), False (a normal answer, or a passthru) or None (cannot tell, e.g.
+    NXDOMAIN without a trigger: the name may simply not exist, or an rpz-ip trigger matched).
+    """
+    server = resolver_address(config)
+    name = name.lower().rstrip(".")
+    action = config.dns.action
+    out: dict[str, Any] = {"name": name, "server": server, "action": action, "rcode": None,
+                           "answers": [], "trigger": None, "blocked": None, "detail": "",
+                           "error": None}
+    if server is None:
+        out["detail"] = "no resolver: dns.backend is none"
+        return out
+    qtype = "AAAA" if action.startswith("redirect:") and ":" in action[9:] else "A"
+    try:
+        reply = _ask(server, name, qtype, connect=connect, timeout=timeout)
+        if config.dns.backend != "knot-resolver":
+            out["trigger"] = _trigger(server, name, config, connect=connect, timeout=timeout)
+    except (OSError, dns.exception.DNSException) as exc:
+        out["error"] = f"cannot ask {server}: {exc}"
+        out["detail"] = out["error"]
+        return out
+    if reply is not None:
+        out["rcode"] = dns.rcode.to_text(reply.rcode())
+        out["answers"] = sorted(f"{dns.rdatatype.to_text(r.rdtype)} {rd.to_text()}"
+                                for r in reply.answer for rd in r)
+    trigger = out["trigger"]
+    effect = _effect(reply, action)
+    if trigger is not None and trigger["action"] == "passthru":
+        out["blocked"], out["detail"] = False, "allowed: the zone holds a passthru for it"
+    elif effect and trigger is not None:
+        out["blocked"], out["detail"] = True, f"blocked: the zone says {trigger['rdata']}"
+    elif trigger is not None:
+        out["blocked"] = False
+        out["detail"] = (f"the zone says {trigger['rdata']} but the answer is not rewritten: "
+                         "is the RPZ zone enabled in the resolver's policy?")
+    elif reply is None:
+        out["error"] = f"no answer from {server} within {timeout:g} s"
+        out["detail"] = out["error"]
+    elif effect and action.startswith("redirect:"):
+        out["blocked"], out["detail"] = True, "blocked: the answer is the block page"
+    elif effect:
+        out["detail"] = (f"{out['rcode']} without a trigger for this name: it may not exist, "
+                         "or an rpz-ip trigger rewrote an answer pointing at a blocked address")
+    else:
+        out["blocked"], out["detail"] = False, "not blocked: a normal answer"
+    return out
+
