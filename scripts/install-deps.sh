@@ -9,7 +9,8 @@ APT_PACKAGES=(
   python3 python3-yaml python3-requests python3-dnspython python3-netaddr python3-watchdog
   python3-systemd python3-cryptography python3-idna nftables publicsuffix
   # development, tests and the lab
-  python3-venv iproute2 minisign unbound bind9 bind9-utils bind9-dnsutils knot-resolver lua-cqueues
+  python3-venv iproute2 minisign unbound bind9 bind9-utils bind9-dnsutils knot knot-resolver
+  lua-cqueues
   curl make
   # `make deb` and its test: build, lint, install into a debootstrap tree, systemd-analyze
   debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-wheel
