@@ -84,7 +84,9 @@ def test_the_service_keeps_what_it_needs_and_never_removes_enforcement() -> None
     assert d["Type"] == ["notify"] and d["WatchdogSec"]
     assert d["ExecStartPre"] == ["/usr/bin/blocklist-agent check-config"]
     assert d["ExecStart"] == ["/usr/bin/blocklist-agent run"]
-    assert d["CapabilityBoundingSet"] == ["CAP_NET_ADMIN"]
+    # nft needs CAP_NET_ADMIN; writing the RPZ zone into unbound's own 0755 directory needs
+    # CAP_DAC_OVERRIDE; nothing else
+    assert set(d["CapabilityBoundingSet"][0].split()) == {"CAP_NET_ADMIN", "CAP_DAC_OVERRIDE"}
     assert d["ProtectSystem"] == ["strict"] and d["NoNewPrivileges"] == ["yes"]
     assert set(d["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6",
                                                             "AF_NETLINK"}
