@@ -27,19 +27,7 @@ KIB = 1024
 FEED = b"192.0.2.1\n198.51.100.0/24\nevil.example\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy from the environment would turn every loopback test into a proxy test."""
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
+# conftest.py's autouse `_no_proxy` keeps environment proxies out of these loopback tests
 
 
 @pytest.fixture(scope="module")
