@@ -5,7 +5,8 @@ while a LAN client queries the resolver (design section 7, issue 4).
                                [--paths unbound,dnsupdate] [--out FILE]
 
 Runs as root inside the namespace lab it creates and deletes (never the host's network): an
-authoritative server for `example.` in ns wan, the resolver in ns gw, the real agent
+authoritative server for `example.` in ns wan, the resolver in ns gw (its log in /dev/shm, as
+syslog would take it on a gateway), the real agent
 (`python -m agent sync -v`) in ns gw on a signed feed (file://), a client in ns lan1 sending
 `--rate` queries per second (half for a name that must resolve, half for names of the list that
 must be NXDOMAIN; 2 s timeout each). For each path:
@@ -67,6 +68,12 @@ WRAPPER = ("import resource, subprocess, sys\n"
            "print('maxrss_kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,\n"
            "      file=sys.stderr, flush=True)\n"
            "sys.exit(r.returncode)\n")
+
+
+def tmpfs_dir() -> Path:
+    """Unbound's working directory (its log) in RAM, as its syslog logging is on a gateway:
+    a log file on a disk that the agent is busy writing to would stall it (measured)."""
+    return Path(tempfile.mkdtemp(prefix="bench-unbound-", dir="/dev/shm"))
 
 
 def peak_rss_mib(server: Server) -> float | None:
@@ -242,7 +249,7 @@ def run_unbound(bench: Bench, lab: Lab, upstream: Server, rate: float) -> dict[s
     zonefile = root / "zones" / "rpz.zone"
     address = lab.addr["gw_lan1"]
     with start_unbound(lab, listen=[(address, 53)], upstream=(upstream.address, 53),
-                       rpz_zonefile=zonefile, extra="    msg-cache-size: 64m\n") as unbound:
+                       rpz_zonefile=zonefile, workdir=tmpfs_dir()) as unbound:
         control = " ".join(unbound.control[4:])
         config = bench.config(root, f"  backend: unbound\n  zonefile: {zonefile}\n"
                                     f"  control: {control}\n  resolver: {address}\n  ttl: 60\n")
@@ -267,7 +274,7 @@ def run_dnsupdate(bench: Bench, lab: Lab, upstream: Server, rate: float) -> dict
                                                          notify=[("127.0.0.1", 53)]))
         unbound = stack.enter_context(start_unbound(
             lab, listen=[(address, 53), ("127.0.0.1", 53)], upstream=(upstream.address, 53),
-            rpz_primary=PRIMARY))
+            rpz_primary=PRIMARY, workdir=tmpfs_dir()))
         config = bench.config(root, f"  backend: dnsupdate\n  server: {PRIMARY[0]}:{PRIMARY[1]}"
                                     f"\n  tsig_key_file: {root / 'tsig.key'}\n"
                                     f"  resolver: {address}\n  ttl: 60\n")

@@ -21,6 +21,7 @@ operator writes as `dns.control`, with `ip netns exec NS` in front).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import itertools
 import secrets
@@ -109,7 +110,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        if not self.keep_workdir:
+        if self.keep_workdir:
+            _TEMP_DIRS.discard(self.workdir)
+        else:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log(self) -> str:
@@ -188,11 +191,22 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, log: Callable
 # --- helpers -------------------------------------------------------------------------------
 
 
+_TEMP_DIRS: set[Path] = set()  # removed at exit if nobody stopped their server
+
+
+@atexit.register
+def _remove_temp_dirs() -> None:
+    for path in list(_TEMP_DIRS):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _workdir(kind: str, workdir: Path | None) -> Path:
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
         return workdir
-    return Path(tempfile.mkdtemp(prefix=f"bla-{kind}-"))
+    path = Path(tempfile.mkdtemp(prefix=f"bla-{kind}-"))
+    _TEMP_DIRS.add(path)
+    return path
 
 
 def _spawn(lab: Lab, role: str, workdir: Path, *cmd: str) -> subprocess.Popen[Any]:
@@ -429,7 +443,6 @@ def start_unbound(lab: Lab, *, listen: Sequence[tuple[str, int]], upstream: tupl
         rpz = snippet("unbound-follower.conf", {
             "primary: 127.0.0.1@5300": f"primary: {host}@{port}",
             "allow-notify: 127.0.0.1": f"allow-notify: {host}",
-            DEFAULT_ZONEFILE["unbound"]: f"{workdir}/rpz-copy.zone",
             f"name: {RPZ_ZONE}": f"name: {zone}"})
     (workdir / "blocklist-agent.conf").write_text(rpz)
     conf = workdir / "unbound.conf"

@@ -1,7 +1,7 @@
 """`dns.backend: unbound`: the zone file of an `rpz:` clause, reloaded with
 `unbound-control auth_zone_reload ZONE` (config/resolvers/unbound.conf).
 
-Mind the size: Unbound 1.17 answers no query at all while it reloads the zone (21-26 s for a
+Mind the size: Unbound 1.17 answers no query at all while it reloads the zone (15-26 s for a
 million names, measured on Debian 12); above some tens of thousands of entries use the
 `dnsupdate` path, which Unbound follows by IXFR without a pause.
 """

@@ -1,7 +1,7 @@
 """`dns.backend: dnsupdate`: RFC 2136 dynamic updates signed with TSIG, sent to an authoritative
 primary (BIND 9 or Knot DNS) that any number of resolvers follow by IXFR (design section 7).
 
-This is the path for large lists. A zone-file reload makes Debian 12's Unbound deaf for 21-26 s
+This is the path for large lists. A zone-file reload makes Debian 12's Unbound deaf for 15-26 s
 at a million names; an update carries only the difference (a 1 % change of a million names is
 about 20,000 records in a dozen messages) and resolvers apply the IXFR without a pause.
 

@@ -3,7 +3,7 @@ resolver load it, record what it serves (design section 7).
 
 The zone is rewritten whole, so the cost grows with the list, not with the change: fine for
 tens of thousands of entries, but Debian 12's Unbound answers no query while it reloads a large
-zone (about 20 s for a million names, bench/dns_apply.py), which is why big lists should take the
+zone (15-26 s for a million names, bench/dns_apply.py), which is why big lists should take the
 `dnsupdate` path. A sync that changes nothing does not rewrite or reload anything.
 """
 
