@@ -28,7 +28,9 @@ PROTECTED = "protected"
 OWN_ADDRESS = "own-address"
 PUBLIC_SUFFIX = "public-suffix"
 EXPIRED = "expired"
-REASONS = (PREFIX_TOO_SHORT, SPECIAL_RANGE, PROTECTED, OWN_ADDRESS, PUBLIC_SUFFIX, EXPIRED)
+RESERVED_NAME = "reserved-name"
+REASONS = (PREFIX_TOO_SHORT, SPECIAL_RANGE, PROTECTED, OWN_ADDRESS, PUBLIC_SUFFIX, EXPIRED,
+           RESERVED_NAME)
 
 # IANA special-purpose registries (RFC 6890 and successors): never a sensible block target, and
 # blocking them could cut the hospital's own networks. `guards.allow_special` lifts a range.
@@ -227,6 +229,9 @@ class Policy:
         if ind.subdomains and name in self.protected_ancestors:
             covered = sorted(p for p in self.protected_names if p.endswith("." + name))
             return GuardReject(ind, PROTECTED, f"*.{name} would cover protected {covered[0]}")
+        if name.rpartition(".")[2].startswith("rpz-"):
+            # "8.0.0.0.10.rpz-ip" in a feed would become an RPZ trigger for 10.0.0.0/8
+            return GuardReject(ind, RESERVED_NAME, f"{name} ends in an RPZ keyword label")
         if self.psl.is_public_suffix(name):
             return GuardReject(ind, PUBLIC_SUFFIX, f"{name} is a public suffix (a whole registry)")
         return None

@@ -62,6 +62,8 @@ def reason(policy: Policy, value: str, **kw: object) -> str | None:
         ("evil.example", None),
         ("evil.co.uk", None),
         ("www.ck", None),  # an exception rule of the list
+        ("8.0.0.0.10.rpz-ip", guards.RESERVED_NAME),  # would be an RPZ trigger for 10/8
+        ("evil.rpz-nsdname", guards.RESERVED_NAME),
     ],
 )
 def test_guard_reasons(policy: Policy, value: str, expected: str | None) -> None:
