@@ -325,6 +325,11 @@ class SecretKey:
         return f"{UNTRUSTED_PREFIX}{SECRET_KEY_COMMENT}\n{_b64encode(header + body)}\n"
 
 
+def load_public_key(text: str) -> PublicKey:
+    """A trusted key as operators give it: the base64 line, or the path of a .pub file."""
+    return PublicKey.load(text) if Path(text).is_file() else PublicKey.from_text(text)
+
+
 def generate_keypair() -> tuple[PublicKey, SecretKey]:
     """A new Ed25519 key pair with a random key id, as `minisign -G` makes."""
     seed = Ed25519PrivateKey.generate().private_bytes(

@@ -15,12 +15,11 @@ import posixpath
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from agent.config import FeedConfig
 from agent.errors import AgentError, FetchError, VerifyError
 from agent.fetch import Fetcher, Response, join_url, signature_url
-from agent.minisign import PublicKey
+from agent.minisign import PublicKey, load_public_key
 from agent.minisign import verify as verify_signature
 from agent.state import CachedFeed, FeedRecord
 from agent.verify import (
@@ -50,11 +49,7 @@ class FeedData:
 
 def trusted_keys(feed: FeedConfig) -> list[PublicKey]:
     """The feed's keys: base64 key lines, or paths to minisign .pub files."""
-    keys = []
-    for text in feed.trusted_keys:
-        keys.append(PublicKey.load(text) if "/" in text and Path(text).exists() else
-                    PublicKey.from_text(text))
-    return keys
+    return [load_public_key(text) for text in feed.trusted_keys]
 
 
 def _get_first(

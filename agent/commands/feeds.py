@@ -41,11 +41,7 @@ def _keys(args: argparse.Namespace) -> list[minisign.PublicKey]:
     if not texts:
         raise UsageError("no trusted key: give --key PUB (base64 key or .pub file)",
                          hint="the publisher's public key is the RW... line of its .pub file")
-    keys = []
-    for text in texts:
-        keys.append(minisign.PublicKey.load(text) if Path(text).is_file()
-                    else minisign.PublicKey.from_text(text))
-    return keys
+    return [minisign.load_public_key(text) for text in texts]
 
 
 def _counts(parsed: ParseResult) -> dict[str, int]:
