@@ -1,0 +1,48 @@
+"""The one runner of external programs (nft, unbound-control, rndc, named-checkzone, ip).
+
+Every call has a deadline and its failures become `ApplyError`s that name the command, what it
+printed and what to do, with a reason code of the caller's family (`nft-*`, `dns-command-*`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.errors import ApplyError
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What the caller says when its program is missing, too slow or fails."""
+
+    family: str            # reason prefix: "nft" gives nft-missing, nft-timeout, nft-failed
+    missing_hint: str
+    timeout_hint: str
+    failed_hint: str
+
+
+def first_lines(text: str, count: int = 6, sep: str = "; ") -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return sep.join(lines[:count]) + (f"{sep}..." if len(lines) > count else "")
+
+
+def run(argv: Sequence[str], *, timeout: float, failure: Failure, input_text: str | None = None,
+        shown: str | None = None, missing_reason: str | None = None) -> str:
+    """Run `argv` to completion within `timeout` seconds; its stdout, or ApplyError."""
+    shown = shown or " ".join(argv)
+    try:
+        proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise ApplyError(f"cannot run {argv[0]!r}: no such program", hint=failure.missing_hint,
+                         reason=missing_reason or f"{failure.family}-missing") from None
+    except subprocess.TimeoutExpired:
+        raise ApplyError(f"`{shown}` did not finish in {timeout:.0f} s",
+                         hint=failure.timeout_hint, reason=f"{failure.family}-timeout") from None
+    if proc.returncode != 0:
+        raise ApplyError(f"`{shown}` failed (exit {proc.returncode}): "
+                         f"{first_lines(proc.stdout + proc.stderr) or 'no output'}",
+                         hint=failure.failed_hint, reason=f"{failure.family}-failed")
+    return proc.stdout
