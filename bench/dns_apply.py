@@ -45,8 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the lab packa
 
 import dns.rcode
 
-from agent import minisign
-from agent.publish import publish
+from agent.publish import minisign, publish
 from lab import Lab
 from lab.resolvers import (
     Server,

@@ -27,8 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent import minisign
-from agent.publish import publish
+from agent.publish import minisign, publish
 from lab import HTTP_PORT, Lab
 from lab.resolvers import RPZ_ZONE, addresses, query, start_authoritative, start_unbound
 

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import minisign
 from agent import publish as publish_mod
 from agent.cli import main
-from agent.minisign import PublicKey, SecretKey
-from agent.verify import Manifest
+from agent.publish import minisign
+from agent.publish.minisign import SecretKey
+from agent.verify import Manifest, PublicKey
 from tests.httpserver import CertificateAuthority, HttpServer
 
 __all__ = ["CliResult"]

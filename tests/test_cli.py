@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from agent.cli import build_parser
-from agent.minisign import PublicKey, SecretKey
 from agent.publish import sign_file
+from agent.publish.minisign import SecretKey
+from agent.verify.minisign import PublicKey
 from tests.httpserver import HttpServer
 
 if TYPE_CHECKING:

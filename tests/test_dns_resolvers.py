@@ -23,7 +23,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from agent import dnsstatus, minisign
+from agent import dnsstatus
 from agent.backends.base import ApplyContext
 from agent.backends.dns_common import Command
 from agent.backends.dns_zonefile import ZoneFileBackend
@@ -32,7 +32,7 @@ from agent.backends.rpz_render import render_zone
 from agent.config import Config, load
 from agent.errors import ApplyError
 from agent.plan import make_plan
-from agent.publish import publish
+from agent.publish import minisign, publish
 from agent.state import StateStore
 from lab import Lab
 from lab.resolvers import (

@@ -26,7 +26,7 @@ import dns.rcode
 import dns.update
 import pytest
 
-from agent import dnsstatus, minisign
+from agent import dnsstatus
 from agent.backends import dns_update
 from agent.backends.base import ApplyContext
 from agent.backends.dns_client import DnsClient, load_tsig_key
@@ -35,7 +35,7 @@ from agent.backends.dns_update import DnsUpdateBackend
 from agent.config import Config, load
 from agent.errors import ApplyError
 from agent.plan import make_plan
-from agent.publish import publish
+from agent.publish import minisign, publish
 from agent.state import StateStore
 from lab import Lab
 from lab.resolvers import (

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent import minisign
 from agent.errors import VerifyError
-from agent.minisign import (
+from agent.publish import minisign
+from agent.publish.minisign import SecretKey, generate_keypair, sign
+from agent.verify.minisign import (
     MinisignKeyError,
     PublicKey,
-    SecretKey,
     Signature,
-    generate_keypair,
-    sign,
     trusted_comment_timestamp,
     verify,
 )

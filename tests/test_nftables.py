@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from agent import minisign
 from agent.backends.base import ApplyContext
 from agent.backends.nft_exec import Nft
 from agent.backends.nftables import NftablesBackend
@@ -26,7 +25,7 @@ from agent.config import load
 from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import make_plan
-from agent.publish import publish
+from agent.publish import minisign, publish
 from agent.state import StateStore
 from lab import HTTP_PORT, Lab
 

@@ -22,9 +22,10 @@ import pytest
 from agent import pipeline
 from agent.config import load as load_config
 from agent.fetch import HttpFetcher
-from agent.minisign import PublicKey, SecretKey
 from agent.publish import sign_file
+from agent.publish.minisign import SecretKey
 from agent.state import StateStore
+from agent.verify.minisign import PublicKey
 from tests.httpserver import (
     CertificateAuthority,
     HttpServer,

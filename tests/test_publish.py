@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import minisign
 from agent.errors import AgentError, UsageError
 from agent.fsutil import atomic_write
-from agent.minisign import PublicKey, SecretKey, generate_keypair, verify
-from agent.publish import publish, sign_file, write_keypair
+from agent.publish import minisign, publish, sign_file, write_keypair
+from agent.publish.minisign import SecretKey, generate_keypair
 from agent.verify import LastAccepted, check_payload, verify_manifest
+from agent.verify.minisign import PublicKey, verify
 
 MINISIGN = "/usr/bin/minisign"
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)

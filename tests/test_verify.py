@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent import verify as verify_mod
 from agent.errors import VerifyError
-from agent.minisign import PublicKey, SecretKey, generate_keypair, sign
+from agent.publish.minisign import SecretKey, generate_keypair, sign
 from agent.verify import (
     LastAccepted,
     Manifest,
@@ -24,6 +23,8 @@ from agent.verify import (
     payload_path_error,
     verify_manifest,
 )
+from agent.verify import manifest as verify_mod
+from agent.verify.minisign import PublicKey
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 PAYLOAD = b"192.0.2.1\nevil.example\n"

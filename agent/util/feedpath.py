@@ -1,0 +1,28 @@
+"""The one rule for the path of a file inside a feed, shared by the manifest parser, the URL join
+of the fetcher and the publisher, so that what a manifest may name is what can be fetched."""
+
+from __future__ import annotations
+
+
+def payload_path_problem(path: object) -> str | None:
+    """Why `path` cannot name a file of a feed, or None when it can.
+
+    Payload paths come from a signed manifest, but a signature only says who wrote it: they are
+    joined to the feed URL and to the cache directory, so anything that could climb out of either
+    ("../x", "/etc/passwd", "http://other/x") is refused.
+    """
+    if not isinstance(path, str) or not path:
+        return "must be a non-empty string"
+    if len(path) > 1024:
+        return "is longer than 1024 characters"
+    if path.startswith("/"):
+        return "must be relative, not absolute"
+    if "\\" in path:
+        return "must not contain a backslash"
+    if ":" in path:
+        return "must not contain ':' (no URLs or drive letters)"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        return "must not contain control characters"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return "must not contain empty, '.' or '..' components"
+    return None
