@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent import formats, overrides, source
+from agent import formats, overrides
 from agent.backends.base import ApplyContext, Backend
 from agent.backends.nft_render import render_table
 from agent.backends.rpz_render import render_zone
@@ -34,6 +34,7 @@ from agent.indicators import Indicator, Reject
 from agent.merge import Blocklist, merge
 from agent.plan import Plan, make_plan
 from agent.state import FeedRecord, StateStore
+from agent.verify import feed as source
 
 log = logging.getLogger(__name__)
 SAMPLE = 20  # rejects kept per feed for status and the plan printout

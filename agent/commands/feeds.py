@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent import formats, minisign, publish
+from agent import formats, publish
 from agent.cli import EXIT_OK, Output
 from agent.config import load as load_config
 from agent.errors import AgentError, ConfigError, UsageError
 from agent.fetch import HttpFetcher, join_url, signature_url
 from agent.indicators import ParseResult
-from agent.verify import MANIFEST_NAME, check_manifest, check_payload, parse_manifest
+from agent.publish import SecretKey
+from agent.verify import MANIFEST_NAME, check_manifest, check_payload, minisign, parse_manifest
 
 
 def _as_url(target: str) -> str:
@@ -153,14 +154,14 @@ def cmd_keygen(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def _load_secret(path: str, password_file: str | None) -> minisign.SecretKey:
+def _load_secret(path: str, password_file: str | None) -> SecretKey:
     password = _password(password_file)
     try:
-        return minisign.SecretKey.load(path, password)
+        return SecretKey.load(path, password)
     except AgentError as exc:
         if password is not None or not sys.stdin.isatty() or "password" not in str(exc):
             raise
-    return minisign.SecretKey.load(path, getpass.getpass("secret key password: ").encode())
+    return SecretKey.load(path, getpass.getpass("secret key password: ").encode())
 
 
 def cmd_publish(args: argparse.Namespace, out: Output) -> int:

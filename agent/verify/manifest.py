@@ -1,4 +1,4 @@
-"""Feed verification rules (design section 2), as pure functions: bytes and `now` in, a Manifest
+"""Feed verification rules (docs/design.md §2), as pure functions: bytes and `now` in, a Manifest
 or a VerifyError out. No I/O and no clock here, so every rule is tested with fixed inputs and the
 fetcher cannot forget a step: `verify_manifest` checks the signature before a single byte of JSON
 is parsed, then the structure, then freshness and rollback.
@@ -18,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.errors import VerifyError
-from agent.minisign import PublicKey, verify
+from agent.util.feedpath import payload_path_problem
+from agent.util.timefmt import human_utc
+from agent.verify.minisign import PublicKey, verify
 
 FORMAT = "blocklist-feed/1"
 MANIFEST_NAME = "manifest.json"
@@ -80,25 +82,12 @@ def _malformed(what: str) -> VerifyError:
 
 
 def payload_path_error(path: object) -> str | None:
-    """Why `path` cannot name a payload, or None. Payload paths are joined to the feed URL and to
-    the cache directory, so anything that could escape either is refused."""
-    if not isinstance(path, str) or not path:
-        return "must be a non-empty string"
-    if len(path) > 1024:
-        return "is longer than 1024 characters"
-    if path.startswith("/"):
-        return "must be relative, not absolute"
-    if "\\" in path:
-        return "must not contain a backslash"
-    if ":" in path:
-        return "must not contain ':' (no URLs or drive letters)"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
-        return "must not contain control characters"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return "must not contain empty, '.' or '..' components"
-    if path in _RESERVED:
+    """Why `path` cannot name a payload, or None: the path rule of every file of a feed, and the
+    two names the feed itself takes."""
+    problem = payload_path_problem(path)
+    if problem is None and path in _RESERVED:
         return "is reserved for the manifest and its signature"
-    return None
+    return problem
 
 
 def _timestamp(obj: dict[str, Any], name: str) -> datetime:
@@ -195,10 +184,6 @@ def parse_manifest(data: bytes, *, key_id: str = "") -> Manifest:
     )
 
 
-def _fmt(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def check_manifest(
     m: Manifest,
     *,
@@ -212,7 +197,9 @@ def check_manifest(
         raise ValueError("now must be timezone-aware")
     feed = f"serial {m.serial} from {m.publisher!r}"
     if m.issued > m.expires:
-        raise _malformed(f"'issued' {_fmt(m.issued)} is after 'expires' {_fmt(m.expires)}")
+        raise _malformed(
+            f"'issued' {human_utc(m.issued)} is after 'expires' {human_utc(m.expires)}"
+        )
     if last is not None and m.serial < last.serial:
         raise VerifyError(
             f"rollback: feed {feed} is older than the last accepted serial {last.serial}",
@@ -234,18 +221,18 @@ def check_manifest(
         )
     if m.expires <= now:
         raise VerifyError(
-            f"feed {feed} expired at {_fmt(m.expires)} "
+            f"feed {feed} expired at {human_utc(m.expires)} "
             f"({timedelta(seconds=int((now - m.expires).total_seconds()))} ago)",
             hint=f"the publisher must re-sign and publish it with a later 'expires'; {_KEEP}. If "
-            f"this gateway's clock is wrong (now {_fmt(now)}), fix NTP (timedatectl status)",
+            f"this gateway's clock is wrong (now {human_utc(now)}), fix NTP (timedatectl status)",
             where=MANIFEST_NAME,
             reason="expired",
         )
     if m.issued > now + max_clock_skew:
         raise VerifyError(
-            f"feed {feed} is issued at {_fmt(m.issued)}, "
+            f"feed {feed} is issued at {human_utc(m.issued)}, "
             f"{timedelta(seconds=int((m.issued - now).total_seconds()))} ahead of this gateway's "
-            f"clock ({_fmt(now)}; tolerance {max_clock_skew})",
+            f"clock ({human_utc(now)}; tolerance {max_clock_skew})",
             hint=f"check the gateway clock and NTP sync (timedatectl status); if it is right, the "
             f"publisher's clock is wrong; {_KEEP}",
             where=MANIFEST_NAME,

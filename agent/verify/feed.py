@@ -4,25 +4,24 @@ This is where the fetch edge and the pure verification rules meet, in the order 
 model demands: manifest, then its signature, then every rule (rollback, replay, freeze), and only
 then the payloads, each capped at the size the signed manifest pins and checked against its
 sha256. Nothing is parsed before it is verified. A refusal raises; the caller falls back to
-`load_cached`, which re-verifies the last good copy (design section 2: the cache is re-verified
-when loaded, so a tampered state directory is not trusted either).
+`load_cached`, which re-verifies the last good copy (docs/design.md §2: the cache is re-verified
+when loaded, so a tampered state directory is not trusted either). The clock comes in as `now`:
+the time a copy is accepted at is the time of the sync that accepted it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import posixpath
-import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from agent.config import FeedConfig
 from agent.errors import AgentError, FetchError, VerifyError
 from agent.fetch import Fetcher, Response, join_url, signature_url
-from agent.minisign import PublicKey, load_public_key
-from agent.minisign import verify as verify_signature
 from agent.state import CachedFeed, FeedRecord
-from agent.verify import (
+from agent.util.timefmt import iso_z
+from agent.verify.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     LastAccepted,
@@ -31,6 +30,8 @@ from agent.verify import (
     parse_manifest,
     verify_manifest,
 )
+from agent.verify.minisign import PublicKey, load_public_key
+from agent.verify.minisign import verify as verify_signature
 
 MANIFEST_MAX = 4 * 1024 * 1024
 SIGNATURE_MAX = 16 * 1024
@@ -53,15 +54,13 @@ def trusted_keys(feed: FeedConfig) -> list[PublicKey]:
 
 
 def _get_first(
-    feed: FeedConfig, fetcher: Fetcher, path: str | None, *, max_size: int,
-    cached: CachedFeed | None = None,
+    feed: FeedConfig, fetcher: Fetcher, *, max_size: int, cached: CachedFeed | None = None
 ) -> Response:
-    """Try the feed URL then its mirrors; the first answer wins. `path` is relative to the URL."""
+    """Try the feed URL then its mirrors; the first answer wins."""
     errors: list[AgentError] = []
-    for base in (feed.url, *feed.mirrors):
-        url = base if path is None else join_url(base, path)
+    for url in (feed.url, *feed.mirrors):
         etag = last_modified = None
-        if cached is not None and path is None and cached.record.url == url:
+        if cached is not None and cached.record.url == url:
             etag, last_modified = cached.record.etag, cached.record.last_modified
         try:
             return fetcher.get(url, max_size=max_size, timeout=feed.timeout, etag=etag,
@@ -75,10 +74,6 @@ def _get_first(
                      hint=errors[0].hint)
 
 
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
           ) -> FeedData | None:
     """Download and verify; None when the feed is unchanged since the cached copy."""
@@ -90,7 +85,7 @@ def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: da
 def _fetch_manifest_feed(
     feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
 ) -> FeedData | None:
-    resp = _get_first(feed, fetcher, None, max_size=MANIFEST_MAX, cached=cached)
+    resp = _get_first(feed, fetcher, max_size=MANIFEST_MAX, cached=cached)
     if resp.status == 304 and cached is not None:
         if expired(cached.record, now):  # a frozen feed is refused whether or not it is resent
             raise VerifyError(
@@ -127,7 +122,8 @@ def _fetch_manifest_feed(
         check_payload(p, data)
         files[p.path] = data
         payloads.append((p.path, p.format, data))
-    record = _record(feed, manifest, resp, files, {p.path: p.format for p in manifest.payloads})
+    record = _record(feed, manifest, resp, files, {p.path: p.format for p in manifest.payloads},
+                     now)
     return FeedData(record, tuple(payloads), files, True)
 
 
@@ -143,11 +139,11 @@ def _reuse(cached: CachedFeed | None, path: str, sha256: str) -> bytes | None:
 
 
 def _record(feed: FeedConfig, m: Manifest, resp: Response, files: dict[str, bytes],
-            formats: dict[str, str]) -> FeedRecord:
+            formats: dict[str, str], now: datetime) -> FeedRecord:
     return FeedRecord(
         name=feed.name, serial=m.serial, sha256=m.sha256, url=resp.url,
-        accepted_at=int(time.time()), publisher=m.publisher, issued=_iso(m.issued),
-        expires=_iso(m.expires), key_id=m.key_id, etag=resp.etag,
+        accepted_at=int(now.timestamp()), publisher=m.publisher, issued=iso_z(m.issued),
+        expires=iso_z(m.expires), key_id=m.key_id, etag=resp.etag,
         last_modified=resp.last_modified,
         files={name: formats.get(name, "") for name in files},
     )
@@ -162,7 +158,7 @@ def _fetch_list_feed(
     feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
 ) -> FeedData | None:
     """A single list: signed (`list.txt` + `list.txt.minisig`) or an explicit unsigned opt-in."""
-    resp = _get_first(feed, fetcher, None, max_size=feed.max_size, cached=cached)
+    resp = _get_first(feed, fetcher, max_size=feed.max_size, cached=cached)
     if resp.status == 304 and cached is not None:
         return None
     sha = hashlib.sha256(resp.data).hexdigest()
@@ -187,7 +183,7 @@ def _fetch_list_feed(
         return FeedData(replace(cached.record, etag=resp.etag, last_modified=resp.last_modified),
                         (), {}, False)
     record = FeedRecord(
-        name=feed.name, serial=serial, sha256=sha, url=resp.url, accepted_at=int(time.time()),
+        name=feed.name, serial=serial, sha256=sha, url=resp.url, accepted_at=int(now.timestamp()),
         key_id=key_id, etag=resp.etag, last_modified=resp.last_modified,
         files={n: (feed.format if n == name else "") for n in files},
     )

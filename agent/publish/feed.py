@@ -1,6 +1,6 @@
 """Publisher side: write a signed feed directory, sign single files, create key pairs.
 
-The output is a directory any web server can serve (design section 2). Every file is written
+The output is a directory any web server can serve (docs/design.md §2). Every file is written
 atomically, payloads first, then manifest.json, then its signature, so a server never serves a
 half-written file. Between those renames a client can still see the new manifest with the old
 signature (or new payloads under the old manifest): it then refuses that fetch with bad-signature or
@@ -15,10 +15,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent import minisign
 from agent.errors import AgentError, UsageError
 from agent.fsutil import atomic_write
-from agent.minisign import SecretKey
+from agent.publish.minisign import (
+    MEMLIMIT_SENSITIVE,
+    OPSLIMIT_SENSITIVE,
+    SecretKey,
+    generate_keypair,
+    sign,
+)
+from agent.util.timefmt import iso_z, utc_now
 from agent.verify import (
     FORMAT,
     MANIFEST_NAME,
@@ -27,17 +33,14 @@ from agent.verify import (
     parse_manifest,
     payload_path_error,
 )
+from agent.verify.minisign import verify
 
 
 def _utc(now: datetime | None) -> datetime:
-    when = datetime.now(UTC) if now is None else now
+    when = utc_now() if now is None else now
     if when.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return when.astimezone(UTC).replace(microsecond=0)
-
-
-def _rfc3339(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _existing_serial(out_dir: Path) -> int | None:
@@ -153,16 +156,16 @@ def publish(
         "format": FORMAT,
         "publisher": publisher,
         "serial": number,
-        "issued": _rfc3339(issued),
-        "expires": _rfc3339(issued + expires),
+        "issued": iso_z(issued),
+        "expires": iso_z(issued + expires),
         "payloads": payloads,
     }
     text = json.dumps(document, sort_keys=True, ensure_ascii=False) + "\n"
     manifest_bytes = text.encode("utf-8")
     manifest = parse_manifest(manifest_bytes, key_id=key.key_id_hex)  # never publish a bad one
     comment = f"timestamp:{int(issued.timestamp())}\tfile:{MANIFEST_NAME}\thashed\tserial:{number}"
-    sig_text = minisign.sign(manifest_bytes, key, trusted_comment=comment)
-    minisign.verify(manifest_bytes, sig_text, [key.public_key])
+    sig_text = sign(manifest_bytes, key, trusted_comment=comment)
+    verify(manifest_bytes, sig_text, [key.public_key])
     atomic_write(out_dir / MANIFEST_NAME, manifest_bytes)
     atomic_write(out_dir / SIGNATURE_NAME, sig_text.encode("utf-8"))
     return manifest
@@ -175,7 +178,7 @@ def sign_file(path: Path, key: SecretKey, *, now: datetime | None = None) -> Pat
     when = _utc(now)
     comment = f"timestamp:{int(when.timestamp())}\tfile:{path.name}\thashed"
     sig_path = path.with_name(path.name + ".minisig")
-    atomic_write(sig_path, minisign.sign(path.read_bytes(), key, trusted_comment=comment).encode())
+    atomic_write(sig_path, sign(path.read_bytes(), key, trusted_comment=comment).encode())
     return sig_path
 
 
@@ -183,8 +186,8 @@ def write_keypair(
     prefix: Path,
     password: bytes | None,
     *,
-    opslimit: int = minisign.OPSLIMIT_SENSITIVE,
-    memlimit: int = minisign.MEMLIMIT_SENSITIVE,
+    opslimit: int = OPSLIMIT_SENSITIVE,
+    memlimit: int = MEMLIMIT_SENSITIVE,
 ) -> tuple[Path, Path]:
     """Create PREFIX.pub and PREFIX.key (mode 0600), in minisign's formats; never overwrite.
 
@@ -199,7 +202,7 @@ def write_keypair(
                 f"{path} already exists; refusing to overwrite a key",
                 hint="choose another prefix, or move the old key pair away first",
             )
-    public, secret = minisign.generate_keypair()
+    public, secret = generate_keypair()
     key_text = secret.to_file_text(password, opslimit=opslimit, memlimit=memlimit)
     for path, data, mode in (
         (key_path, key_text.encode("ascii"), 0o600),

@@ -1,0 +1,174 @@
+"""The fetch edge: the only code of the agent that talks to the network (docs/design.md §1).
+
+`HttpFetcher` downloads with requests under a total deadline (`deadline`), reads the body under
+its caps (`body`), and follows redirects by hand so that https -> http, loops and other schemes
+are refused and the deadline spans all hops. Why not plain `requests.get(timeout=...)`: see the
+docstrings of `deadline` and `body`.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+
+from agent import __version__
+from agent.errors import FetchError
+from agent.fetch.base import Fetcher, Response
+from agent.fetch.body import read_body
+from agent.fetch.deadline import Deadline, WatchedAdapter
+from agent.fetch.failure import HopErrors
+from agent.fetch.file import read_file
+from agent.fetch.url import redact, scheme_of
+
+MAX_REDIRECTS = 5
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+class HttpFetcher(Fetcher):
+    """http(s) with requests, and file:// from the local disk, under the same caps.
+
+    Each call uses its own `requests.Session`, closed at the end: calls are independent and
+    thread-safe, and no pooled connection outlives the deadline that watches it. Feeds refresh
+    every few minutes, so keep-alive would gain nothing. Proxies from the environment
+    (HTTPS_PROXY, NO_PROXY) are honoured, as requests does.
+    """
+
+    def __init__(self, user_agent: str = f"blocklist-agent/{__version__}") -> None:
+        self.user_agent = user_agent
+
+    def get(
+        self,
+        url: str,
+        *,
+        max_size: int,
+        timeout: float,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        ca_file: str | None = None,
+    ) -> Response:
+        scheme = scheme_of(url)
+        if scheme == "file":
+            return read_file(url, max_size)
+        if ca_file is not None and not os.path.isfile(ca_file):
+            raise FetchError(
+                f"the CA file {ca_file} does not exist or is not a file",
+                hint="fix ca_file for this feed: it must be a PEM file with the CA certificate(s) "
+                "that signed the feed server's certificate",
+                where=redact(url),
+                reason="tls",
+            )
+        headers = {
+            "User-Agent": self.user_agent,
+            "Accept": "*/*",
+            # Only gzip: it is the one encoding decoded with a bounded output (agent.fetch.body).
+            "Accept-Encoding": "gzip",
+        }
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        conditional = bool(etag or last_modified)
+
+        with Deadline(timeout) as deadline, requests.Session() as session:
+            adapter = WatchedAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            current = url
+            seen = {url}
+            for _hop in range(MAX_REDIRECTS + 1):
+                failure = HopErrors(url, current, timeout, deadline, ca_file)
+                response = _send(session, current, headers, ca_file, deadline, failure)
+                try:
+                    status = response.status_code
+                    if status in _REDIRECT_CODES:
+                        current = _redirect_target(response, current, seen, failure)
+                        continue
+                    if status == 304 and conditional:
+                        return Response(
+                            url=current,
+                            status=304,
+                            data=b"",
+                            etag=response.headers.get("ETag") or etag,
+                            last_modified=response.headers.get("Last-Modified") or last_modified,
+                        )
+                    if status != 200:
+                        raise failure.http(status, response.reason or "")
+                    data = read_body(response, max_size, deadline, failure)
+                    return Response(
+                        url=current,
+                        status=200,
+                        data=data,
+                        etag=response.headers.get("ETag"),
+                        last_modified=response.headers.get("Last-Modified"),
+                    )
+                finally:
+                    response.close()
+            raise failure.error(
+                f"more than {MAX_REDIRECTS} redirects",
+                "the feed URL redirects too often: use the final URL in the configuration, or "
+                "tell the feed publisher",
+                "redirect-loop",
+            )
+
+
+def _send(
+    session: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    ca_file: str | None,
+    deadline: Deadline,
+    failure: HopErrors,
+) -> requests.Response:
+    """One GET without redirects, returning once the headers are in (the body is streamed)."""
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise failure.timed_out()
+    try:
+        return session.get(
+            url,
+            headers=headers,
+            stream=True,
+            allow_redirects=False,
+            timeout=(remaining, remaining),
+            verify=ca_file if ca_file is not None else True,
+        )
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        raise failure.from_exception(exc) from exc
+
+
+def _redirect_target(
+    response: requests.Response, current: str, seen: set[str], failure: HopErrors
+) -> str:
+    location = response.headers.get("Location")
+    if not location:
+        raise failure.error(
+            f"HTTP {response.status_code} redirect without a Location header",
+            "the feed server is misconfigured; tell the feed publisher",
+            "redirect-invalid",
+        )
+    target = urljoin(current, location.strip())
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise failure.error(
+            f"redirect to {redact(target)}, which is not an http(s) URL",
+            "the feed server is misconfigured or hostile; tell the feed publisher",
+            "redirect-invalid",
+        )
+    if urlsplit(current).scheme.lower() == "https" and scheme == "http":
+        raise failure.error(
+            f"redirect from https to plain http ({redact(target)}) refused",
+            "a feed fetched over https is never downgraded to http; use the https URL of the "
+            "feed, or tell the feed publisher their server redirects to http",
+            "redirect-downgrade",
+        )
+    if target in seen:
+        raise failure.error(
+            f"redirect loop back to {redact(target)}",
+            "the feed server is misconfigured; tell the feed publisher",
+            "redirect-loop",
+        )
+    seen.add(target)
+    return target
