@@ -1,6 +1,7 @@
 """The `firewall:` section: the nftables table, the interfaces on each side and what is never cut.
 
-Every value here ends up in an nft script, so each is checked before it gets there.
+Every value here ends up in an nft script, so each is checked by the rule the renderer applies
+(interface names by `agent.util.ifname`): a file that loads is a file that can be applied.
 """
 
 from __future__ import annotations
@@ -12,15 +13,7 @@ from yaml.nodes import Node
 from agent.config.model import FIREWALL_BACKENDS, FirewallConfig
 from agent.config.nodes import given
 from agent.config.values import ValueReader, pattern
-
-_IFNAME_RE = re.compile(r"[A-Za-z0-9_.+-]{1,15}")
-
-
-def _ifname_rule(value: str) -> str | None:
-    if _IFNAME_RE.fullmatch(value) and value not in (".", ".."):
-        return None
-    return "at most 15 letters, digits or '_.+-', as shown by `ip link`"
-
+from agent.util.ifname import ifname_problem
 
 _TABLE_RULE = pattern(re.compile(r"[A-Za-z0-9_]{1,64}"), "use letters, digits and '_' only")
 # What the nft renderer accepts in a log prefix (it appends a word such as "drop-in "): checked
@@ -35,7 +28,7 @@ def read_firewall(r: ValueReader, node: Node) -> FirewallConfig | None:
 
     def interfaces(n: Node, p: str) -> tuple[str, ...] | None:
         return r.each(n, p, "interface names", lambda item, at: r.checked(
-            item, at, "not a valid network interface name", _ifname_rule))
+            item, at, "not a valid network interface name", ifname_problem))
 
     kw = r.settings(m, "firewall", {
         "backend": lambda n, p: r.choice(n, p, FIREWALL_BACKENDS),
