@@ -1,0 +1,117 @@
+"""What a configuration is once read: immutable values, with the defaults operators rely on.
+
+Operators' files and runbooks rely on these key names: extend, never rename (the loader derives
+the accepted keys of each section from these fields). Lists are tuples and sub-sections frozen
+dataclasses, so a Config can be shared between threads and compared with the previous one on
+reload.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+DEFAULT_CONFIG_PATH = "/etc/blocklist-agent/agent.yaml"
+DEFAULT_STATE_DIR = "/var/lib/blocklist-agent"
+DEFAULT_LOCAL_DIR = "/etc/blocklist-agent/local.d"
+
+FEED_FORMATS = (
+    "manifest", "auto", "plain", "hosts", "spamhaus-drop", "spamhaus-json", "feodo-csv",
+    "threatfox-csv", "urlhaus-csv", "misp-csv", "misp-json", "stix2", "rpz",
+)
+SIGNATURES = ("minisign", "none")
+FIREWALL_BACKENDS = ("nftables", "none")
+DNS_BACKENDS = ("unbound", "bind", "knot-resolver", "dnsupdate", "none")
+DNS_ACTIONS = ("nxdomain", "nodata", "drop", "redirect:<address or name>")
+MIN_REFRESH = 60
+
+# Feed and peer names end up in file names and are typed on the command line.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    name: str
+    url: str
+    trusted_keys: tuple[str, ...] = ()
+    refresh: int = 900  # seconds
+    max_size: int = 256 * 1024 * 1024  # bytes
+    format: str = "manifest"  # "manifest": a signed feed directory; otherwise one list file
+    signature: str = "minisign"  # "minisign" | "none"
+    subdomains: bool = False  # treat every name of this feed as covering its subdomains
+    max_reject_ratio: float = 0.2  # more malformed lines than this: the whole update is refused
+    timeout: int = 30  # seconds, per HTTP request
+    mirrors: tuple[str, ...] = ()  # other URLs of the same feed, tried in order after `url`
+    ca_file: str | None = None  # extra CA bundle for https (a private PKI)
+    line: int = 0  # where the feed is defined in the config file, for messages
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    min_prefix_v4: int = 8
+    min_prefix_v6: int = 32
+    max_change: float = 0.5
+    protected: tuple[str, ...] = ()  # CIDRs and names (names include their subdomains)
+    allow_special: tuple[str, ...] = ()  # special-purpose ranges that may be blocked anyway
+
+
+@dataclass(frozen=True)
+class FirewallConfig:
+    backend: str = "nftables"  # "nftables" | "none"
+    table: str = "blocklist_agent"
+    lan_interfaces: tuple[str, ...] = ()
+    wan_interfaces: tuple[str, ...] = ()
+    management: tuple[str, ...] = ()  # CIDRs never cut, not even by isolation
+    offender_timeout: int = 86400  # seconds an internal host stays in the offenders set
+    log_prefix: str = "blocklist-agent: "
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    backend: str = "none"  # "unbound" | "bind" | "knot-resolver" | "dnsupdate" | "none"
+    zone: str = "rpz.blocklist-agent."
+    zonefile: str = "/var/lib/unbound/rpz.blocklist-agent.zone"
+    action: str = "nxdomain"  # "nxdomain" | "nodata" | "drop" | "redirect:<ip>"
+    # command prefix, e.g. "unbound-control -c /etc/unbound/unbound.conf"
+    control: str | None = None
+    server: str | None = None  # resolver or primary to query (host or host:port)
+    tsig_key_file: str | None = None  # dnsupdate: BIND-style key file
+    ttl: int = 300
+    # command prefix checking a new zone file before it is served (ZONE FILE appended), e.g.
+    # "named-checkzone"; default: named-checkzone for bind, only the agent's own check otherwise
+    check: str | None = None
+    # the resolver clients use, asked by `status` and `why` (host or host:port); default:
+    # server, else 127.0.0.1
+    resolver: str | None = None
+
+
+@dataclass(frozen=True)
+class IsolationConfig:
+    allow: tuple[str, ...] = ()  # CIDRs and names kept reachable during isolation
+    peers: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (name, CIDRs) in file order
+    allow_feeds: bool = False  # keep the configured feed servers reachable during isolation
+
+    def peer(self, name: str) -> tuple[str, ...] | None:
+        for peer_name, cidrs in self.peers:
+            if peer_name == name:
+                return cidrs
+        return None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str = DEFAULT_CONFIG_PATH
+    state_dir: str = DEFAULT_STATE_DIR
+    local_dir: str = DEFAULT_LOCAL_DIR
+    feeds: tuple[FeedConfig, ...] = ()
+    guards: GuardConfig = field(default_factory=GuardConfig)
+    firewall: FirewallConfig = field(default_factory=FirewallConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    isolation: IsolationConfig = field(default_factory=IsolationConfig)
+    metrics_file: str | None = None  # node_exporter textfile path
+
+    def feed(self, name: str) -> FeedConfig | None:
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        return None
