@@ -27,8 +27,8 @@ import dns.rdatatype
 
 from agent.backends.dns_client import Connect, split_server
 from agent.backends.dns_common import load_state
-from agent.backends.rpz_render import action_rdata
 from agent.config import Config
+from agent.render.rpz import action_rdata
 
 _ACTIONS = {".": "nxdomain", "*.": "nodata", "rpz-drop.": "drop", "rpz-passthru.": "passthru"}
 
