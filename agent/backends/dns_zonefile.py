@@ -22,8 +22,8 @@ from agent.backends.dns_common import (
     load_state,
     save_state,
 )
+from agent.backends.dns_query import ask_serial, resolver_address
 from agent.config import Config, DnsConfig
-from agent.dnsstatus import ask_serial, resolver_address
 from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import Plan
