@@ -451,7 +451,8 @@ class Daemon:
         reboot, enforced.nft restored the isolation with the timeout it had when written)."""
         if self.config.firewall.backend != "nftables":
             return
-        from agent import isolation, killswitch
+        from agent import isolation
+        from agent.backends import killswitch
 
         now = isolation.now()
         stored = isolation.load(self.store)

@@ -15,51 +15,21 @@ must still print the rest.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import dns.exception
 import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from agent.backends.dns_client import Connect, split_server
+from agent.backends.dns_client import Connect
 from agent.backends.dns_common import load_state
-from agent.backends.rpz_render import action_rdata
+from agent.backends.dns_query import ask, ask_serial, resolver_address, zone_of
 from agent.config import Config
+from agent.render.rpz import action_rdata
 
 _ACTIONS = {".": "nxdomain", "*.": "nodata", "rpz-drop.": "drop", "rpz-passthru.": "passthru"}
-
-
-def resolver_address(config: Config) -> str | None:
-    """Where `status` and `why` ask ("host" or "host:port"), None without a DNS backend."""
-    if config.dns.backend == "none":
-        return None
-    return config.dns.resolver or config.dns.server or "127.0.0.1"
-
-
-def _zone(config: Config) -> str:
-    zone = config.dns.zone
-    return zone if zone.endswith(".") else zone + "."
-
-
-def _ask(server: str, qname: str, rdtype: str, *, connect: Connect | None, timeout: float
-         ) -> dns.message.Message | None:
-    """One UDP query (recursion desired, like a client); None if no answer came in time."""
-    host, port = split_server(server)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    query = dns.message.make_query(qname, dns.rdatatype.from_text(rdtype))
-    sock = connect(family, socket.SOCK_DGRAM) if connect else socket.socket(family,
-                                                                           socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        return dns.query.udp(query, host, port=port, timeout=timeout, sock=sock)
-    except dns.exception.Timeout:
-        return None
-    finally:
-        sock.close()
 
 
 def rendered_serial(config: Config) -> int | None:
@@ -75,35 +45,12 @@ def served_serial(config: Config, *, connect: Connect | None = None, timeout: fl
     return serial if isinstance(serial, int) else None
 
 
-def ask_serial(config: Config, *, connect: Connect | None = None, timeout: float = 2.0
-               ) -> tuple[int | None, str | None]:
-    """(serial the resolver serves, None) or (None, why it cannot be known)."""
-    server = resolver_address(config)
-    if server is None:
-        return None, "dns.backend is none"
-    if config.dns.backend == "knot-resolver":
-        return None, "Knot Resolver does not serve its RPZ zone over DNS"
-    zone = dns.name.from_text(_zone(config))
-    try:
-        reply = _ask(server, _zone(config), "SOA", connect=connect, timeout=timeout)
-    except (OSError, dns.exception.DNSException) as exc:
-        return None, f"cannot ask {server}: {exc}"
-    if reply is None:
-        return None, f"no answer from {server} within {timeout:g} s"
-    for rrset in reply.answer:
-        if rrset.rdtype == dns.rdatatype.SOA and rrset.name == zone:
-            return int(rrset[0].serial), None
-    return None, (f"{server} does not serve the zone (SOA query: "
-                  f"{dns.rcode.to_text(reply.rcode())}); for Unbound set for-downstream: yes "
-                  "in its rpz: clause (config/resolvers/unbound.conf)")
-
-
 def zone_status(config: Config, *, connect: Connect | None = None, timeout: float = 2.0
                 ) -> dict[str, Any]:
     """Rendered and served serials side by side, with the reason when served is unknown."""
     served, error = ask_serial(config, connect=connect, timeout=timeout)
     rendered = rendered_serial(config)
-    return {"backend": config.dns.backend, "zone": _zone(config),
+    return {"backend": config.dns.backend, "zone": zone_of(config),
             "server": resolver_address(config), "rendered_serial": rendered,
             "served_serial": served, "in_sync": None if served is None else served == rendered,
             "error": error}
@@ -112,12 +59,12 @@ def zone_status(config: Config, *, connect: Connect | None = None, timeout: floa
 def _trigger(server: str, name: str, config: Config, *, connect: Connect | None,
              timeout: float) -> dict[str, str] | None:
     """The policy the served zone holds for NAME (exact or wildcard owner), if any."""
-    qname = f"{name}.{_zone(config)}"
+    qname = f"{name}.{zone_of(config)}"
     kinds = ["CNAME"]
     if config.dns.action.startswith("redirect:"):
         kinds.append(action_rdata(config.dns.action).split()[0])
     for kind in dict.fromkeys(kinds):
-        reply = _ask(server, qname, kind, connect=connect, timeout=timeout)
+        reply = ask(server, qname, kind, connect=connect, timeout=timeout)
         if reply is None or reply.rcode() != dns.rcode.NOERROR:
             return None
         for rrset in reply.answer:
@@ -164,7 +111,7 @@ def resolver_answer(config: Config, name: str, *, connect: Connect | None = None
         return out
     qtype = "AAAA" if action.startswith("redirect:") and ":" in action[9:] else "A"
     try:
-        reply = _ask(server, name, qtype, connect=connect, timeout=timeout)
+        reply = ask(server, name, qtype, connect=connect, timeout=timeout)
         if config.dns.backend != "knot-resolver":
             out["trigger"] = _trigger(server, name, config, connect=connect, timeout=timeout)
     except (OSError, dns.exception.DNSException) as exc:

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from pathlib import Path
 
+from agent.errors import ApplyError
+from agent.util.command import Failure, run
+
 log = logging.getLogger(__name__)
+_IP = Failure(family="ip", missing_hint="", timeout_hint="", failed_hint="")  # logged, one line
 
 
 def local_addresses() -> list[str]:
     """Every address configured on this host's interfaces (`ip -j addr`)."""
     try:
-        out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout
-        links = json.loads(out)
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        links = json.loads(run(["ip", "-j", "addr", "show"], timeout=10, failure=_IP))
+    except (OSError, ApplyError, ValueError) as exc:
         log.warning("cannot list this gateway's addresses (%s); only guards.protected applies",
                     exc)
         return []

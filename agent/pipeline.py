@@ -23,8 +23,6 @@ from typing import Any
 
 from agent import formats, overrides
 from agent.backends.base import ApplyContext, Backend
-from agent.backends.nft_render import render_table
-from agent.backends.rpz_render import render_zone
 from agent.config import Config, FeedConfig
 from agent.errors import AgentError, FormatError
 from agent.fetch import Fetcher
@@ -33,6 +31,8 @@ from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
 from agent.merge import Blocklist, merge
 from agent.plan import Plan, make_plan
+from agent.render.nft_blocklist import render_table
+from agent.render.rpz import render_zone
 from agent.state import FeedRecord, StateStore
 from agent.verify import feed as source
 

@@ -28,11 +28,11 @@ from agent.backends.base import ApplyContext
 from agent.backends.dns_common import Command
 from agent.backends.dns_zonefile import ZoneFileBackend
 from agent.backends.registry import dns_backend_for
-from agent.backends.rpz_render import render_zone
 from agent.config import Config, load
 from agent.errors import ApplyError
 from agent.plan import make_plan
 from agent.publish import minisign, publish
+from agent.render.rpz import render_zone
 from agent.state import StateStore
 from lab import Lab
 from lab.resolvers import (

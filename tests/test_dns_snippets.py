@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends.rpz_render import render_zone
 from agent.config import DnsConfig
 from agent.merge import Blocklist
+from agent.render.rpz import render_zone
 from lab.resolvers import DEFAULT_ZONEFILE, SNIPPETS, snippet
 
 DEFAULTS = DnsConfig()

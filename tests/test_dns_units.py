@@ -34,12 +34,12 @@ from agent.backends.dns_update import (
 )
 from agent.backends.dns_zonefile import ZoneFileBackend
 from agent.backends.registry import dns_backend_for
-from agent.backends.rpz_render import changed_records, render_zone, zone_records
 from agent.config import Config, DnsConfig, loads
 from agent.errors import ApplyError, ConfigError
 from agent.indicators import normalize
 from agent.merge import SET_NAMES, Blocklist, merge
 from agent.plan import make_plan
+from agent.render.rpz import changed_records, render_zone, zone_records
 from agent.state import StateStore
 
 ZONE = "rpz.blocklist-agent."

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from agent.backends.nft_exec import Nft
-from agent.backends.nft_render import render_table
-from agent.backends.rpz_render import action_rdata, render_zone, rpz_ip_owner
 from agent.config import DnsConfig, FirewallConfig
 from agent.errors import AgentError, ApplyError
 from agent.indicators import normalize
 from agent.merge import Blocklist, merge
+from agent.render.nft_blocklist import render_table
+from agent.render.rpz import action_rdata, render_zone, rpz_ip_owner
 
 FW = FirewallConfig(management=("10.10.99.0/24", "fd00:99::/64"))
 

@@ -7,10 +7,10 @@ reload; it is the zone-file backend for large lists.
 
 from __future__ import annotations
 
-from agent.backends.dns_common import first_lines
 from agent.backends.dns_zonefile import ZoneFileBackend, command_from_config
 from agent.config import Config
 from agent.errors import ApplyError
+from agent.util.command import first_lines
 
 _RELOADED = ("zone reload successful", "zone reload up-to-date", "zone reload queued")
 

@@ -29,6 +29,7 @@ import dns.tsigkeyring
 import dns.update
 
 from agent.errors import ApplyError, ConfigError
+from agent.util.hostport import port_number, split_host_port
 
 Connect = Callable[[int, int], socket.socket]
 """(family, kind) -> a new, unconnected socket; the default is socket.socket."""
@@ -78,13 +79,8 @@ def load_tsig_key(path: str) -> TsigKey:
 
 def split_server(value: str, default_port: int = 53) -> tuple[str, int]:
     """"192.0.2.53", "192.0.2.53:5353", "[2001:db8::53]:53", "2001:db8::53", "ns1.example"."""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if value.count(":") == 1:
-        host, _, port = value.partition(":")
-        return host, int(port)
-    return value, default_port
+    host, port = split_host_port(value)
+    return host, default_port if port is None else port_number(port)
 
 
 def _address(host: str, port: int) -> tuple[int, tuple[str, int]]:

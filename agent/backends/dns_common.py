@@ -1,4 +1,4 @@
-"""What the DNS backends share: the control-command executor, the zone file installer, the
+"""What the DNS backends share: their control commands, the zone file installer, the
 blocklist fingerprint and the record of what the resolver was last given (`dns.json`).
 
 The installer exists because resolvers are unforgiving with zone files. Measured with Debian
@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +29,7 @@ from agent.fsutil import atomic_write, fsync_dir
 from agent.merge import SET_NAMES, Blocklist
 from agent.plan import SetChange
 from agent.state import StateStore
+from agent.util.command import Failure, run
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +53,12 @@ class Command:
 
     def run(self, *args: str) -> str:
         """Run it; its stdout, or ApplyError saying what it printed and what to do."""
-        argv = [*self.command, *args]
-        shown = " ".join(argv)
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout,
-                                  check=False)
-        except FileNotFoundError:
-            raise ApplyError(f"cannot run {self.command[0]!r}: no such program",
-                             hint=f"install the {self.package} package, or fix dns.control / "
-                             "dns.check in the configuration", reason="dns-command-missing"
-                             ) from None
-        except subprocess.TimeoutExpired:
-            raise ApplyError(f"`{shown}` did not finish in {self.timeout:.0f} s",
-                             hint="check that the resolver is running and not overloaded",
-                             reason="dns-command-timeout") from None
-        if proc.returncode != 0:
-            raise ApplyError(
-                f"`{shown}` failed (exit {proc.returncode}): "
-                f"{first_lines(proc.stdout + proc.stderr) or 'no output'}",
-                hint="see the message above; the resolver keeps the last good zone",
-                reason="dns-command-failed",
-            )
-        return proc.stdout
-
-
-def first_lines(text: str, count: int = 6) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return "; ".join(lines[:count]) + ("; ..." if len(lines) > count else "")
+        return run([*self.command, *args], timeout=self.timeout, failure=Failure(
+            family="dns-command",
+            missing_hint=f"install the {self.package} package, or fix dns.control / dns.check "
+            "in the configuration",
+            timeout_hint="check that the resolver is running and not overloaded",
+            failed_hint="see the message above; the resolver keeps the last good zone"))
 
 
 # --- the agent's own zone check ---------------------------------------------------------------

@@ -9,9 +9,9 @@ zone (kresd would read them as odd names) and are enforced by nftables alone.
 from __future__ import annotations
 
 from agent.backends.dns_zonefile import ZoneFileBackend, command_from_config
-from agent.backends.rpz_render import render_zone
 from agent.config import Config, DnsConfig
 from agent.merge import Blocklist
+from agent.render.rpz import render_zone
 
 
 class KnotResolverBackend(ZoneFileBackend):

@@ -8,10 +8,10 @@ million names, measured on Debian 12); above some tens of thousands of entries u
 
 from __future__ import annotations
 
-from agent.backends.dns_common import first_lines
 from agent.backends.dns_zonefile import ZoneFileBackend, command_from_config
 from agent.config import Config
 from agent.errors import ApplyError
+from agent.util.command import first_lines
 
 
 class UnboundBackend(ZoneFileBackend):

@@ -1,12 +1,12 @@
 """`dns.backend: dnsupdate`: RFC 2136 dynamic updates signed with TSIG, sent to an authoritative
-primary (BIND 9 or Knot DNS) that any number of resolvers follow by IXFR (design section 7).
+primary (BIND 9 or Knot DNS) that any number of resolvers follow by IXFR (docs/design.md §7).
 
 This is the path for large lists. A zone-file reload makes Debian 12's Unbound deaf for 15-26 s
 at a million names; an update carries only the difference (a 1 % change of a million names is
 about 20,000 records in a dozen messages) and resolvers apply the IXFR without a pause.
 
 How the difference is known. Incremental (the usual case): the records of the owners the plan
-touches, before and after (agent.backends.rpz_render.changed_records), so the cost follows the
+touches, before and after (agent.render.rpz.changed_records), so the cost follows the
 change, not the list. That is only right if the primary holds exactly what the plan's baseline
 says, so three things are recorded after each successful sync (`dns.json` in the state dir)
 and checked before the next: the primary's SOA serial (anyone else's update, a primary rebuilt
@@ -50,11 +50,11 @@ from agent.backends.dns_common import (
     load_state,
     save_state,
 )
-from agent.backends.rpz_render import changed_records, zone_name, zone_records
 from agent.config import Config
 from agent.errors import ConfigError
 from agent.merge import Blocklist
 from agent.plan import Plan
+from agent.render.rpz import changed_records, zone_name, zone_records
 
 log = logging.getLogger(__name__)
 

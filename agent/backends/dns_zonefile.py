@@ -1,5 +1,5 @@
 """The zone-file backends' common apply: render the whole RPZ zone, install it safely, have the
-resolver load it, record what it serves (design section 7).
+resolver load it, record what it serves (docs/design.md §7).
 
 The zone is rewritten whole, so the cost grows with the list, not with the change: fine for
 tens of thousands of entries, but Debian 12's Unbound answers no query while it reloads a large
@@ -22,12 +22,12 @@ from agent.backends.dns_common import (
     load_state,
     save_state,
 )
-from agent.backends.rpz_render import render_zone, zone_name
+from agent.backends.dns_query import ask_serial, resolver_address
 from agent.config import Config, DnsConfig
-from agent.dnsstatus import ask_serial, resolver_address
 from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import Plan
+from agent.render.rpz import render_zone, zone_name
 
 
 def command_from_config(value: str | None, default: list[str] | None, *, package: str

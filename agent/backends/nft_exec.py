@@ -7,11 +7,19 @@ benchmarks can run the very same code inside a network namespace (`ip netns exec
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from collections.abc import Sequence
 
-from agent.errors import ApplyError
+from agent.util.command import Failure, run
+
+_FAILURE = Failure(
+    family="nft",
+    missing_hint="install the nftables package (apt-get install nftables)",
+    timeout_hint="the previous ruleset stays in place; check the system load",
+    failed_hint="the kernel refused the whole transaction, so the previous ruleset is still "
+    "in place; the script is kept for inspection (see the log)",
+    output_sep="\n    ",  # nft points at the culprit with ^^^ under it: keep the lines
+)
 
 
 class Nft:
@@ -20,25 +28,9 @@ class Nft:
         self.timeout = timeout
 
     def run(self, *args: str, input_text: str | None = None) -> str:
-        try:
-            proc = subprocess.run([*self.command, *args], input=input_text, capture_output=True,
-                                  text=True, timeout=self.timeout)
-        except FileNotFoundError:
-            raise ApplyError(f"cannot run {self.command[0]!r}",
-                             hint="install the nftables package (apt-get install nftables)",
-                             reason="nft-missing") from None
-        except subprocess.TimeoutExpired:
-            raise ApplyError(f"nft {' '.join(args)} did not finish in {self.timeout:.0f} s",
-                             hint="the previous ruleset stays in place; check the system load",
-                             reason="nft-timeout") from None
-        if proc.returncode != 0:
-            raise ApplyError(
-                f"nft {' '.join(args)} failed: {_first_lines(proc.stderr)}",
-                hint="the kernel refused the whole transaction, so the previous ruleset is still "
-                "in place; the script is kept for inspection (see the log)",
-                reason="nft-failed",
-            )
-        return proc.stdout
+        """nft's stdout, or ApplyError (nft-missing, nft-timeout, nft-failed)."""
+        return run([*self.command, *args], timeout=self.timeout, failure=_FAILURE,
+                   input_text=input_text, shown=f"nft {' '.join(args)}")
 
     def load(self, script: str, *, check_only: bool = False) -> None:
         """Apply (or with check_only, only validate) one script as one transaction."""
@@ -46,9 +38,3 @@ class Nft:
             tmp.write(script)
             tmp.flush()
             self.run(*(["-c"] if check_only else []), "-f", tmp.name)
-
-
-def _first_lines(text: str, count: int = 6) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    shown = "\n    ".join(lines[:count])
-    return shown + ("\n    ..." if len(lines) > count else "")

@@ -1,6 +1,6 @@
 """The nftables backend: the merged blocklist into the agent's own table, atomically.
 
-Measured on Debian 12's nft 1.0.6 with a million-element set (design section 6 and the issue
+Measured on Debian 12's nft 1.0.6 with a million-element set (docs/design.md §6 and the issue
 notes): `nft -f` of a 1 % diff takes 0.15 s and a flush + re-add of 10k prefixes 0.18 s, but
 almost every listing command (`list table -t`, `list counters`, `get element`) takes ~30 s
 because nft fetches every element first. Only `nft -t list ruleset` stays at 5 ms. Hence:
@@ -26,12 +26,13 @@ from typing import Any
 from agent import isolation
 from agent.backends.base import ApplyContext, Backend
 from agent.backends.nft_exec import Nft
-from agent.backends.nft_isolation import render_break_glass
-from agent.backends.nft_render import render_table, render_update
 from agent.config import FirewallConfig
 from agent.errors import ApplyError
+from agent.isolation import IsolationState
 from agent.merge import Blocklist
 from agent.plan import Plan
+from agent.render.nft_blocklist import render_table, render_update
+from agent.render.nft_isolation import render_break_glass
 from agent.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -152,21 +153,38 @@ class NftablesBackend(Backend):
                         f"entries")
         log.warning("nftables: full reload of table %s: %s", fw.table, why_full)
         iso = isolation.load(ctx.store)  # a reload must never lift or lose isolation
-        self.nft.load(render_table(fw, blocklist, iso))
+        self.nft.load(render_table(fw, blocklist, iso, isolation.now()))
         self._record(ctx, blocklist, config_hash, None)
         return f"nftables: full reload ({why_full})"
 
     def _record(self, ctx: ApplyContext, blocklist: Blocklist, config_hash: str,
                 skeleton: str | None) -> None:
         fw = ctx.config.firewall
-        iso = isolation.load(ctx.store)
-        now = isolation.now()
-        ctx.store.write_file(ENFORCED, render_table(fw, blocklist, iso, now).encode())
-        ctx.store.write_file(BREAK_GLASS, render_break_glass(fw, iso, now).encode())
+        self.write_boot_files(ctx.store, fw, isolation.load(ctx.store), isolation.now(),
+                              blocklist)
         if skeleton is None:
             skeleton = self.skeleton_hash(fw.table)
         ctx.store.write_file(RECORD, json.dumps(
             {"table": fw.table, "config": config_hash, "skeleton": skeleton}).encode())
+
+    # -- the boot-path files, also rewritten by isolate and restore ------------------------
+    @staticmethod
+    def write_boot_files(store: StateStore, fw: FirewallConfig, state: IsolationState, now: int,
+                         blocklist: Blocklist | None = None) -> None:
+        """`enforced.nft` (the whole table with `state`, loadable at boot without Python) and
+        `break-glass.nft` (isolation with plain nft).
+
+        Without `blocklist` (isolate, restore): the one last applied if this backend's record
+        says the kernel table holds it; else none, and the record is dropped, because the
+        kernel table (if any) does not hold the blocklist: the next sync reloads it whole.
+        """
+        if blocklist is None:
+            applied = store.load_applied() if (store.root / RECORD).exists() else None
+            if applied is None:
+                (store.root / RECORD).unlink(missing_ok=True)
+            blocklist = Blocklist() if applied is None else applied[0]
+        store.write_file(ENFORCED, render_table(fw, blocklist, state, now).encode())
+        store.write_file(BREAK_GLASS, render_break_glass(fw, state, now).encode())
 
 
 def _config_hash(fw: FirewallConfig) -> str:

@@ -9,14 +9,15 @@ import time
 from typing import Any
 
 from agent import hostinfo, pipeline
+from agent.backends.killswitch import isolation_status
 from agent.backends.registry import backends_for
 from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config
-from agent.commands.isolation import isolation_status, isolation_text
 from agent.config import Config
 from agent.errors import UsageError
 from agent.fetch import HttpFetcher
 from agent.guards import Policy
 from agent.indicators import InvalidValue
+from agent.isolation.status import isolation_text
 from agent.state import StateStore
 from agent.why import explain
 

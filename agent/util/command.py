@@ -21,10 +21,18 @@ class Failure:
     missing_hint: str
     timeout_hint: str
     failed_hint: str
+    output_sep: str = "; "  # between the lines of output quoted in the failure message
 
 
 def first_lines(text: str, count: int = 6, sep: str = "; ") -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    """The first `count` non-blank lines of a program's output, joined by `sep`.
+
+    Stripped when joined on one line; a `sep` that starts a new line keeps their indentation,
+    because nft's error output marks the culprit with `^^^` under a column of the line above.
+    """
+    keep_indent = sep.startswith("\n")
+    lines = [line if keep_indent else line.strip()
+             for line in text.strip().splitlines() if line.strip()]
     return sep.join(lines[:count]) + (f"{sep}..." if len(lines) > count else "")
 
 
@@ -42,7 +50,7 @@ def run(argv: Sequence[str], *, timeout: float, failure: Failure, input_text: st
         raise ApplyError(f"`{shown}` did not finish in {timeout:.0f} s",
                          hint=failure.timeout_hint, reason=f"{failure.family}-timeout") from None
     if proc.returncode != 0:
-        raise ApplyError(f"`{shown}` failed (exit {proc.returncode}): "
-                         f"{first_lines(proc.stdout + proc.stderr) or 'no output'}",
+        output = first_lines(proc.stdout + proc.stderr, sep=failure.output_sep)
+        raise ApplyError(f"`{shown}` failed (exit {proc.returncode}): {output or 'no output'}",
                          hint=failure.failed_hint, reason=f"{failure.family}-failed")
     return proc.stdout

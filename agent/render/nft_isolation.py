@@ -1,4 +1,4 @@
-"""Render the kill switch (design section 8) into the agent's nftables table.
+"""Render the kill switch (docs/design.md §8) into the agent's nftables table.
 
 The isolation chains are static and hooked before the blocklist's chains (priority filter - 20),
 so they work whatever state the blocklist is in. What changes is set elements only:
@@ -19,11 +19,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 
-from agent.backends import checked
 from agent.config import FirewallConfig
 from agent.errors import ConfigError
-from agent.isolation import IsolationState
+from agent.isolation.model import IsolationState
 from agent.merge import aggregate
+from agent.render.common import FAMILIES, checked, mgmt_elements
+from agent.util.ifname import ifname_problem
 
 ISO_SETS = (  # name, definition
     ("iso_wan", "type ifname; flags timeout;"),
@@ -36,9 +37,10 @@ HOOKS = ("forward", "output", "input")
 
 
 def _ifname(name: str) -> str:
-    if not name or len(name) > 15 or not all(c.isalnum() or c in "._-@" for c in name):
-        raise ConfigError(f"interface name {name!r} cannot be used in nft",
-                          hint="fix firewall.wan_interfaces")
+    """`name` quoted for nft; the rule is check-config's, so what it accepts renders."""
+    problem = ifname_problem(name)
+    if problem is not None:
+        raise ConfigError(problem, hint="fix firewall.wan_interfaces")
     return f'"{name}"'
 
 
@@ -53,12 +55,12 @@ def iso_rules(fw: FirewallConfig) -> list[str]:
     """The rules of every isolation chain (the same for forward, output and input)."""
     prefix = f"{fw.log_prefix}isolated "
     rules = []
-    for ip, fam in (("ip", "v4"), ("ip6", "v6")):
+    for fam, _, ip in FAMILIES:
         rules += [f"{ip} saddr @mgmt_{fam} return", f"{ip} daddr @mgmt_{fam} return"]
-    for ip, fam in (("ip", "v4"), ("ip6", "v6")):
+    for fam, _, ip in FAMILIES:
         rules += [f"{ip} daddr @peer_{fam} counter name peer_cut drop",
                   f"{ip} saddr @peer_{fam} counter name peer_cut drop"]
-    for ip, fam in (("ip", "v4"), ("ip6", "v6")):
+    for fam, _, ip in FAMILIES:
         rules += [f"oifname @iso_wan {ip} daddr @iso_allow_{fam} return",
                   f"iifname @iso_wan {ip} saddr @iso_allow_{fam} return"]
     rules += [
@@ -115,11 +117,9 @@ def render_isolation_script(fw: FirewallConfig, state: IsolationState, now: int,
                             header: Iterable[str] = ()) -> str:
     """One idempotent transaction that makes the table's isolation match `state`."""
     t = fw.table
-    from agent.backends.nft_render import mgmt_elements
-
     lines = list(header)
     lines.append(f"add table inet {t}")
-    for fam, nft_type in (("v4", "ipv4_addr"), ("v6", "ipv6_addr")):
+    for fam, nft_type, _ in FAMILIES:
         lines.append(f"add set inet {t} mgmt_{fam} {{ type {nft_type}; flags interval; }}")
     for name, definition in ISO_SETS:
         lines.append(f"add set inet {t} {name} {{ {definition} }}")
@@ -129,7 +129,7 @@ def render_isolation_script(fw: FirewallConfig, state: IsolationState, now: int,
                      "filter - 20; policy accept; }")
         lines.append(f"flush chain inet {t} iso_{hook}")
         lines += [f"add rule inet {t} iso_{hook} {rule}" for rule in iso_rules(fw)]
-    for fam in ("v4", "v6"):
+    for fam, _, _ in FAMILIES:
         lines.append(f"flush set inet {t} mgmt_{fam}")
         lines += mgmt_elements(fw, fam)
     for name, _ in ISO_SETS:

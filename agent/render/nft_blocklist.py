@@ -1,4 +1,4 @@
-"""Render the agent's nftables table (design section 6) as text for one `nft -f` transaction.
+"""Render the agent's nftables table (docs/design.md §6) as text for one `nft -f` transaction.
 
 One table, `inet <firewall.table>`, owned entirely by the agent. The full script starts with
 `table X` / `delete table X`, so loading it replaces the table atomically (one kernel
@@ -13,25 +13,17 @@ remember which internal hosts tried to reach a blocked destination (likely infec
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Sequence
 
-from agent.backends import checked
-from agent.backends.nft_isolation import iso_chains, iso_declarations, iso_elements
 from agent.config import FirewallConfig
 from agent.errors import ConfigError
-from agent.isolation import IsolationState
+from agent.isolation.model import IsolationState
 from agent.merge import Blocklist
 from agent.plan import Plan
+from agent.render.common import BLOCK_SETS, FAMILIES, checked, management
+from agent.render.nft_isolation import iso_chains, iso_declarations, iso_elements
 
 CHUNK = 4096  # elements per `add element` statement: keeps lines short for nft's parser
-
-SETS = (  # (set, nft type, interval?, ip keyword)
-    ("v4", "ipv4_addr", False, "ip"),
-    ("v4_nets", "ipv4_addr", True, "ip"),
-    ("v6", "ipv6_addr", False, "ip6"),
-    ("v6_nets", "ipv6_addr", True, "ip6"),
-)
 _SAFE_PREFIX = re.compile(r"[A-Za-z0-9 _:.\-]{0,60}")
 
 
@@ -52,24 +44,17 @@ def _log_prefix(fw: FirewallConfig, what: str) -> str:
     return prefix
 
 
-def _split_management(management: Iterable[str]) -> tuple[list[str], list[str]]:
-    v4 = [m for m in management if ":" not in m]
-    v6 = [m for m in management if ":" in m]
-    return checked(v4, "address"), checked(v6, "address")
-
-
-def mgmt_elements(fw: FirewallConfig, fam: str) -> list[str]:
-    v4, v6 = _split_management(fw.management)
-    members = v4 if fam == "v4" else v6
-    return [f"add element inet {fw.table} mgmt_{fam} {{ {', '.join(members)} }}"] if members else []
-
-
 def render_table(fw: FirewallConfig, blocklist: Blocklist,
                  isolation: IsolationState | None = None, now: int | None = None) -> str:
     """The complete script: replaces the table with the sets, chains and all elements,
-    including the isolation state (so a reload or the boot path keeps the gateway isolated)."""
+    including the isolation state (so a reload or the boot path keeps the gateway isolated).
+
+    `now` (whole seconds) is required with `isolation`: element timeouts count from it.
+    """
     t = fw.table
-    mgmt_v4, mgmt_v6 = _split_management(fw.management)
+    if isolation is not None and now is None:
+        raise ValueError("render_table: the isolation state needs `now`")
+    mgmt = management(fw)
     timeout = f"{fw.offender_timeout}s"
     lines = [
         f"# blocklist-agent: table inet {t}, rendered from the merged blocklist.",
@@ -79,12 +64,13 @@ def render_table(fw: FirewallConfig, blocklist: Blocklist,
         f"table inet {t} {{",
         '\tcomment "managed by blocklist-agent; changes are overwritten"',
     ]
-    for name, _, _, _ in SETS:
+    for name, _, _, _ in BLOCK_SETS:
         lines.append(f"\tcounter hit_{name} {{ }}")
-    for name, nft_type, interval, _ in SETS:
+    for name, nft_type, interval, _ in BLOCK_SETS:
         flags = " flags interval;" if interval else ""
         lines.append(f"\tset {name} {{ type {nft_type};{flags} }}")
-    for fam, nft_type, members in (("v4", "ipv4_addr", mgmt_v4), ("v6", "ipv6_addr", mgmt_v6)):
+    for fam, nft_type, _ in FAMILIES:
+        members = mgmt[fam]
         elements = f" elements = {{ {', '.join(members)} }}" if members else ""
         lines.append(f"\tset mgmt_{fam} {{ type {nft_type}; flags interval;{elements} }}")
         lines.append(
@@ -93,7 +79,7 @@ def render_table(fw: FirewallConfig, blocklist: Blocklist,
         )
     out_prefix = _log_prefix(fw, "drop")
     in_prefix = _log_prefix(fw, "drop-in")
-    for fam, ip in (("v4", "ip"), ("v6", "ip6")):
+    for fam, _, ip in FAMILIES:
         lines += [
             f"\tchain blocked_out_{fam} {{",
             f"\t\tupdate @offenders_{fam} {{ {ip} saddr counter }}",
@@ -119,12 +105,11 @@ def render_table(fw: FirewallConfig, blocklist: Blocklist,
     lines.append("}")
     text = "\n".join(lines) + "\n"
     parts = [text]
-    for name, _, _, _ in SETS:
+    for name, _, _, _ in BLOCK_SETS:
         values = checked(getattr(blocklist, name), "address")
         parts.extend(_elements(t, name, values))
-    if isolation is not None:
-        when = int(time.time()) if now is None else now
-        parts.extend(line + "\n" for line in iso_elements(fw, isolation, when))
+    if isolation is not None and now is not None:
+        parts.extend(line + "\n" for line in iso_elements(fw, isolation, now))
     return "".join(parts)
 
 
@@ -133,10 +118,10 @@ def _base_chain(hook: str, *, outbound: bool, inbound: bool, offenders: bool) ->
         f"\tchain {hook} {{",
         f"\t\ttype filter hook {hook} priority filter - 10; policy accept;",
     ]
-    for ip, fam in (("ip", "v4"), ("ip6", "v6")):
+    for fam, _, ip in FAMILIES:
         lines.append(f"\t\t{ip} saddr @mgmt_{fam} accept")
         lines.append(f"\t\t{ip} daddr @mgmt_{fam} accept")
-    for name, _, _, ip in SETS:
+    for name, _, _, ip in BLOCK_SETS:
         fam = name[:2]
         if outbound:
             target = f"blocked_out_{fam}" if offenders else "blocked"
@@ -156,7 +141,7 @@ def render_update(fw: FirewallConfig, plan: Plan, blocklist: Blocklist) -> str:
     """
     t = fw.table
     parts = [f"# blocklist-agent: incremental update of table inet {t}\n"]
-    for name, _, interval, _ in SETS:
+    for name, _, interval, _ in BLOCK_SETS:
         change = plan.changes[name]
         if not change.added and not change.removed:
             continue

@@ -1,4 +1,4 @@
-"""Render the RPZ zone (design section 7) that resolvers load to stop blocked names resolving.
+"""Render the RPZ zone (docs/design.md §7) that resolvers load to stop blocked names resolving.
 
 QNAME triggers for names (`*.name` too when the entry covers subdomains), `rpz-ip` triggers for
 blocked addresses and prefixes (so an answer pointing at a blocked address is rewritten even
@@ -15,11 +15,11 @@ import socket
 import struct
 from collections.abc import Iterable, Mapping
 
-from agent.backends import checked
 from agent.config import DnsConfig
 from agent.errors import ConfigError
 from agent.merge import Blocklist
 from agent.plan import SetChange
+from agent.render.common import checked
 
 log = logging.getLogger(__name__)
 PASSTHRU = "CNAME rpz-passthru."
