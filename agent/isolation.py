@@ -13,7 +13,6 @@ name resolution done when isolation starts (an edge: it runs before the internet
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Iterable
@@ -22,8 +21,6 @@ from typing import Any
 
 from agent.indicators import InvalidValue, normalize_domain, normalize_ip
 from agent.state import StateStore
-
-STATE_FILE = "isolation.json"
 
 
 @dataclass(frozen=True)
@@ -74,18 +71,11 @@ class IsolationState:
 
 
 def load(store: StateStore) -> IsolationState:
-    try:
-        data = json.loads((store.root / STATE_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return IsolationState()
-    except (OSError, ValueError):
-        # an unreadable record must not stop the kill switch: start from "not isolated"
-        return IsolationState()
-    return IsolationState.from_json(data)
+    return IsolationState.from_json(store.load_isolation())  # {} (not isolated) if unreadable
 
 
 def save(store: StateStore, state: IsolationState) -> None:
-    store.write_file(STATE_FILE, json.dumps(state.to_json(), indent=1, sort_keys=True).encode())
+    store.save_isolation(state.to_json())
 
 
 def split_allow(entries: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -31,13 +31,13 @@ def write_boot_files(config: Config, store: StateStore, state: IsolationState, n
     """enforced.nft (the whole table, isolation included) and break-glass.nft."""
     fw = config.firewall
     applied = store.load_applied()
-    if (store.root / "nftables.json").exists() and applied is not None:
-        store.write_file("enforced.nft", render_table(fw, applied[0], state, now).encode())
+    if store.has_nft_record() and applied is not None:
+        store.save_boot_ruleset(render_table(fw, applied[0], state, now))
     else:
-        store.write_file("enforced.nft", render_table(fw, Blocklist(), state, now).encode())
+        store.save_boot_ruleset(render_table(fw, Blocklist(), state, now))
         # the kernel table (if any) does not hold the blocklist: the next sync reloads it whole
-        (store.root / "nftables.json").unlink(missing_ok=True)
-    store.write_file("break-glass.nft", render_break_glass(fw, state, now).encode())
+        store.forget_nft_record()
+    store.save_break_glass(render_break_glass(fw, state, now))
 
 
 

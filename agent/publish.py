@@ -17,8 +17,8 @@ from pathlib import Path
 
 from agent import minisign
 from agent.errors import AgentError, UsageError
-from agent.fsutil import atomic_write
 from agent.minisign import SecretKey
+from agent.util.fsutil import atomic_write
 from agent.verify import (
     FORMAT,
     MANIFEST_NAME,

@@ -1,4 +1,4 @@
-"""agent.publish and agent.fsutil: signed feed directories, single-file signatures, key pairs."""
+"""agent.publish and agent.util.fsutil: signed feed directories, single-file signatures, keys."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 
 from agent import minisign
 from agent.errors import AgentError, UsageError
-from agent.fsutil import atomic_write
 from agent.minisign import PublicKey, SecretKey, generate_keypair, verify
 from agent.publish import publish, sign_file, write_keypair
+from agent.util.fsutil import atomic_write
 from agent.verify import LastAccepted, check_payload, verify_manifest
 
 MINISIGN = "/usr/bin/minisign"

@@ -28,16 +28,13 @@ from agent.backends.base import ApplyContext, Backend
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_isolation import render_break_glass
 from agent.backends.nft_render import render_table, render_update
-from agent.config import FirewallConfig
+from agent.config import Config, FirewallConfig
 from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import Plan
 from agent.state import StateStore
 
 log = logging.getLogger(__name__)
-ENFORCED = "enforced.nft"
-BREAK_GLASS = "break-glass.nft"
-RECORD = "nftables.json"
 
 
 def _strip(obj: Any) -> Any:
@@ -108,9 +105,10 @@ class NftablesBackend(Backend):
                         out.append({"address": entry, "expires_in": None, "packets": None})
         return out
 
-    def status(self, store: StateStore, fw: FirewallConfig) -> dict[str, Any]:
+    def status(self, store: StateStore, config: Config) -> dict[str, Any]:
         """What `status` shows: is the table there and as applied, counters, offenders."""
-        record = _load_record(store)
+        fw = config.firewall
+        record = store.load_nft_record()
         try:
             current = self.skeleton_hash(fw.table)
             counters = self.counters(fw.table) if current else {}
@@ -127,7 +125,7 @@ class NftablesBackend(Backend):
     # -- applying -------------------------------------------------------------------------
     def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:
         fw = ctx.config.firewall
-        record = _load_record(ctx.store)
+        record = ctx.store.load_nft_record()
         config_hash = _config_hash(fw)
         current = self.skeleton_hash(fw.table)
         why_full = None
@@ -161,22 +159,13 @@ class NftablesBackend(Backend):
         fw = ctx.config.firewall
         iso = isolation.load(ctx.store)
         now = isolation.now()
-        ctx.store.write_file(ENFORCED, render_table(fw, blocklist, iso, now).encode())
-        ctx.store.write_file(BREAK_GLASS, render_break_glass(fw, iso, now).encode())
+        ctx.store.save_boot_ruleset(render_table(fw, blocklist, iso, now))
+        ctx.store.save_break_glass(render_break_glass(fw, iso, now))
         if skeleton is None:
             skeleton = self.skeleton_hash(fw.table)
-        ctx.store.write_file(RECORD, json.dumps(
-            {"table": fw.table, "config": config_hash, "skeleton": skeleton}).encode())
+        ctx.store.save_nft_record({"table": fw.table, "config": config_hash, "skeleton": skeleton})
 
 
 def _config_hash(fw: FirewallConfig) -> str:
     """Everything of the table that is not elements: a settings change means a full reload."""
     return hashlib.sha256(render_table(fw, Blocklist()).encode()).hexdigest()
-
-
-def _load_record(store: StateStore) -> dict[str, Any]:
-    try:
-        data = json.loads((store.root / RECORD).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

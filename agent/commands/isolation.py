@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 from agent import isolation, killswitch
 from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config, operator
 from agent.config import Config
+from agent.daemon.notify import Journal
 from agent.errors import AgentError, UsageError
 from agent.indicators import InvalidValue, normalize_ip
 from agent.isolation import IsolationState, Quarantine
-from agent.notify import Journal
 from agent.state import StateStore
 
 log = logging.getLogger(__name__)
