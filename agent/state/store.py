@@ -1,9 +1,10 @@
 """The state directory (docs/design.md §12): the agent's memory of what it accepted and enforces.
 
-StateStore is the only code that knows a file name in `state_dir`; everyone else asks it by
-name (`load_applied`, `save_isolation`, …). Every write is temp + fsync + rename (agent.util.
-fsutil), so a power cut leaves the old or the new file, never a mix; a feed generation is
-switched by renaming a symlink, so the same holds for a feed's several files.
+StateStore (with the CachedFeed handles it returns) is the only code that reads or writes a
+file in `state_dir`; everyone else asks it by name (`load_applied`, `save_isolation`, …).
+Every write is temp + fsync + rename (agent.util.fsutil), so a power cut leaves the old or the
+new file, never a mix; a feed generation is switched by renaming a symlink, so the same holds
+for a feed's several files.
 
     file                   written by, when                        after a crash
     lock                   any command changing state, each time   nothing to recover (flock)
@@ -23,8 +24,9 @@ switched by renaming a symlink, so the same holds for a feed's several files.
     nftables.json          the nftables backend after each apply;  missing = full reload at the
                            the kill switch drops it when the       next sync (safe, slower)
                            kernel table lacks the blocklist
-    dns.json               the DNS backends after each apply       missing = full zone rebuild
-                           (dnsupdate: also after a failed one)    at the next sync
+    dns.json               the DNS backends after each apply;      missing = the zone is written
+                           dnsupdate first marks it out of sync    again (dnsupdate: compared
+                           before it sends any update              whole) at the next sync
     feeds/NAME/current ->  gen-SERIAL-N/, switched by pipeline.run once the sync was applied
     feeds/NAME/gen-*/      the last good feed as downloaded (manifest, signature, payloads),
                            record.json (serial, hashes, ETag), index.tsv and rejects.tsv
