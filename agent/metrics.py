@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.fsutil import atomic_write
+from agent.util.fsutil import atomic_write
 
 PREFIX = "blocklist_agent_"
 SYNC_RESULTS = ("ok", "partial", "held", "error")

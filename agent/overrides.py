@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from agent.errors import AgentError
-from agent.fsutil import atomic_write
 from agent.indicators import Indicator, InvalidValue, Reject, normalize
+from agent.util.fsutil import atomic_write
 
 ALLOW = "allow"
 DENY = "deny"

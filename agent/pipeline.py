@@ -2,38 +2,43 @@
 
 The orchestration only: each stage lives in its own module and the side effects come in through
 three small interfaces (a `Fetcher`, the `Backend`s, the `StateStore`), so the daemon, the CLI,
-the tests and the benchmark run exactly this code.
+the tests and the benchmark run exactly this code. What the caller reads from elsewhere (the
+local overrides, the public-suffix list, the gateway's own addresses, the time) comes in as
+values; which feeds to download comes in as `refresh` (the daemon refreshes each feed on its own
+schedule, the others are used from their last good copy without any network).
 
-Failure policy (design section 2 and DEVELOPERS.md): a feed that cannot be fetched, fails
-verification or is mostly malformed is reported and its last good copy stays in the merge; a
-plan that changes too much is held; an apply that fails leaves the kernel and resolver as they
-were. Nothing is recorded unless it was applied, so the next run starts from the truth.
+Failure policy (docs/design.md §2): a feed that cannot be fetched, fails verification or is
+mostly malformed is reported and its last good copy stays in the merge, because dropping a feed
+would unblock everything it lists; a plan that changes too much is held; an apply that fails
+leaves the kernel and resolver as they were. Nothing is recorded unless it was applied, so the
+next run starts from the truth.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agent import formats, overrides
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config, FeedConfig
-from agent.errors import AgentError, FormatError
+from agent.errors import AgentError, FetchError, FormatError
 from agent.fetch import Fetcher
-from agent.fsutil import atomic_write
 from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
 from agent.merge import Blocklist, merge
 from agent.plan import Plan, make_plan
+from agent.psl import PublicSuffixList
 from agent.render.nft_blocklist import render_table
 from agent.render.rpz import render_zone
 from agent.state import FeedRecord, StateStore
+from agent.util.fsutil import atomic_write
+from agent.util.timefmt import utc_now
 from agent.verify import feed as source
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,12 @@ class FeedOutcome:
     stale: bool = False  # the enforced copy is past its `expires`
     data: source.FeedData | None = None  # fresh data to record once applied
     index: tuple[str, ...] = ()
+    refreshed: bool = True  # False: not due in this sync, its last good copy was used
+
+    @property
+    def failing(self) -> bool:
+        """Refused, or enforcing an expired copy: what makes a sync `partial`."""
+        return self.error is not None or self.stale
 
     def to_dict(self) -> dict[str, Any]:
         rec = self.record
@@ -94,7 +105,7 @@ class SyncResult:
     @property
     def ok(self) -> bool:
         return (self.error is None and self.plan.held is None
-                and all(f.error is None for f in self.feeds))
+                and not any(f.failing for f in self.feeds))
 
     @property
     def result(self) -> str:
@@ -167,17 +178,23 @@ def _guard_lines(rejected: Sequence[GuardReject]) -> list[str]:
 
 def process_feed(
     feed: FeedConfig, fetcher: Fetcher, store: StateStore, policy: Policy, now: datetime,
-    clock: _Clock, *, with_index: bool,
+    clock: _Clock, *, with_index: bool, refresh: bool = True,
 ) -> FeedOutcome:
+    """One feed's contribution: downloaded and verified if `refresh`, else its last good copy."""
     cached = store.load_feed(feed.name)
+    if not refresh and cached is None:
+        return FeedOutcome(feed.name, "failed", None, refreshed=False, error=FetchError(
+            f"feed {feed.name!r} has no good copy yet and is not due for download",
+            reason="pending", hint="the daemon retries it by itself; see `blocklist-agent status`"))
     error: AgentError | None = None
     data: source.FeedData | None = None
-    started = time.perf_counter()
-    try:
-        data = source.fetch(feed, fetcher, cached, now)
-    except AgentError as exc:
-        error = exc
-    clock.add("fetch_verify", started)
+    if refresh:
+        started = time.perf_counter()
+        try:
+            data = source.fetch(feed, fetcher, cached, now)
+        except AgentError as exc:
+            error = exc
+        clock.add("fetch_verify", started)
 
     outcome_status = "updated" if data is not None and data.fresh else "unchanged"
     parsed: tuple[list[Indicator], list[Reject], int, tuple[str, ...]] | None = None
@@ -202,7 +219,8 @@ def process_feed(
             parsed = parse_payloads(feed, cached_data, with_index=False)
         except AgentError as exc:
             log.error("feed %s: the last good copy is unusable: %s", feed.name, exc)
-            return FeedOutcome(feed.name, "failed", cached.record, error=error or exc)
+            return FeedOutcome(feed.name, "failed", cached.record, error=error or exc,
+                               refreshed=refresh)
         finally:
             clock.add("parse", started)
     indicators, rejects, total, index = parsed
@@ -213,7 +231,7 @@ def process_feed(
         name=feed.name, status=outcome_status, record=record, indicators=guard.accepted,
         parsed=total, parse_rejects=len(rejects), reject_samples=tuple(rejects[:SAMPLE]),
         guard=guard, error=error, stale=record is not None and source.expired(record, now),
-        data=data, index=index,
+        data=data, index=index, refreshed=refresh,
     )
 
 
@@ -222,29 +240,39 @@ def run(
     *,
     fetcher: Fetcher,
     store: StateStore,
+    local: overrides.Overrides,
     backends: Sequence[Backend] = (),
     dry_run: bool = False,
     force: bool = False,
     render_to: Path | None = None,
     own_addresses: Sequence[str] = (),
+    psl: PublicSuffixList | None = None,
+    refresh: Collection[str] | None = None,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> SyncResult:
-    """One full pass. Never raises for a feed's or a backend's failure: it is in the result."""
-    now = now or datetime.now(UTC)
+    """One full pass. Never raises for a feed's or a backend's failure: it is in the result.
+
+    `local` are the overrides read from local_dir (overrides.load, at the same `now`);
+    `refresh` names the feeds to download (None: every feed), the others are merged from their
+    last good copy; `psl` is the public-suffix list (None: the guards load the default one).
+    """
+    now = now or utc_now()
     say = progress or (lambda _msg: None)
     clock = _Clock()
     started_all = time.perf_counter()
-    policy = Policy.from_config(config, own_addresses=own_addresses, now=int(now.timestamp()))
+    policy = Policy.from_config(config, own_addresses=own_addresses, psl=psl,
+                                now=int(now.timestamp()))
 
     outcomes = []
     for feed in config.feeds:
-        say(f"feed {feed.name}: fetching {feed.url}")
+        due = refresh is None or feed.name in refresh
+        say(f"feed {feed.name}: fetching {feed.url}" if due
+            else f"feed {feed.name}: using its last good copy")
         outcomes.append(process_feed(feed, fetcher, store, policy, now, clock,
-                                     with_index=not dry_run))
+                                     with_index=not dry_run, refresh=due))
 
     started = time.perf_counter()
-    local = overrides.load(config.local_dir, now=int(now.timestamp()))
     local_deny = policy.check(o.indicator for o in local.deny)
     for bad in local_deny.rejected:
         log.warning("local deny %s ignored: %s", bad.indicator.value, bad.detail)
@@ -301,7 +329,7 @@ def run(
 
     result.timings = dict(clock.timings, total=time.perf_counter() - started_all)
     if not dry_run:
-        _save_status(store, result, now)
+        store.record_sync(result.to_dict(), when=now, refreshed=refresh)
     return result
 
 
@@ -317,41 +345,3 @@ def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Block
     feeds = {o.name: o.record.serial for o in outcomes if o.record is not None}
     store.save_applied(blocklist, {"rpz_serial": rpz_serial, "applied_at": int(now.timestamp()),
                                    "feeds": feeds})
-
-
-def _save_status(store: StateStore, result: SyncResult, now: datetime) -> None:
-    previous = store.load_status()
-    old_feeds = previous.get("feeds", {})
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    feeds: dict[str, Any] = {}
-    for o in result.feeds:
-        entry = o.to_dict()
-        old = old_feeds.get(o.name, {})
-        entry["last_attempt"] = stamp
-        ok = o.error is None and result.applied
-        entry["last_success"] = stamp if ok else old.get("last_success")
-        entry["failures"] = 0 if o.error is None else int(old.get("failures", 0)) + 1
-        feeds[o.name] = entry
-    guard_totals: Counter[str] = Counter()
-    for o in result.feeds:
-        guard_totals.update(o.guard.counts())
-    status = {
-        "last_sync": {
-            "time": stamp, "result": result.result, "applied": result.applied,
-            "error": result.error.to_dict() if result.error else None,
-            "plan": result.plan.summary(),
-            "duration": round(result.timings.get("total", 0.0), 3),
-        },
-        "feeds": feeds,
-        "guard_rejects": dict(guard_totals),
-        "enforced": (result.blocklist if result.applied else _enforced(store)).counts(),
-        "overrides": result.to_dict()["overrides"],
-    }
-    for key, value in previous.items():  # keep what other commands recorded (isolation, ...)
-        status.setdefault(key, value)
-    store.save_status(status)
-
-
-def _enforced(store: StateStore) -> Blocklist:
-    applied = store.load_applied()
-    return applied[0] if applied else Blocklist()

@@ -97,12 +97,12 @@ def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None
         if cached is None:
             continue
         serial = cached.record.serial
-        for line in _lines(cached.directory / "index.tsv"):
+        for line in cached.index_lines():
             entry, flag, ref = _fields(line)
             if _covers(entry, flag == "*", target):
                 shown = f"*.{entry}" if flag == "*" else entry
                 ans.sources.append({"feed": name, "serial": serial, "entry": shown, "ref": ref})
-        for line in _lines(cached.directory / "rejects.tsv"):
+        for line in cached.reject_lines():
             entry, reason, detail = _fields(line)
             if entry == target.value:
                 ans.guard.append({"feed": name, "reason": reason, "detail": detail})
@@ -125,11 +125,3 @@ def _fields(line: str) -> tuple[str, str, str]:
     entry, _, rest = line.rstrip("\n").partition("\t")
     second, _, third = rest.partition("\t")
     return entry, second, third
-
-
-def _lines(path: Any) -> Iterator[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            yield from handle
-    except FileNotFoundError:
-        return

@@ -25,9 +25,11 @@ from typing import Any
 
 import pytest
 
-from agent import isolation, notify
+from agent import isolation
 from agent.backends.base import ApplyContext, Backend
-from agent.daemon import DEBOUNCE, Daemon, Interrupted
+from agent.daemon import notify
+from agent.daemon.loop import Daemon, Interrupted
+from agent.daemon.watch import DEBOUNCE
 from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import Plan

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from agent import pipeline
+from agent import overrides, pipeline
 from agent.config import load as load_config
 from agent.fetch import HttpFetcher
 from agent.publish import sign_file
@@ -798,10 +798,12 @@ def test_expiry_of_an_unchanged_feed_is_refused(
         server.route("/cert/manifest.json", Reply(body=manifest))
     config = load_config(write_config({"name": "cert", "url": server.url("/cert/manifest.json")}))
     store = StateStore(config.state_dir)
-    first = pipeline.run(config, fetcher=HttpFetcher(), store=store, now=issued + timedelta(1))
+    local = overrides.load(config.local_dir)
+    first = pipeline.run(config, fetcher=HttpFetcher(), store=store, local=local,
+                         now=issued + timedelta(1))
     assert first.ok and first.applied
     second = pipeline.run(
-        config, fetcher=HttpFetcher(), store=store, now=issued + timedelta(days=9)
+        config, fetcher=HttpFetcher(), store=store, local=local, now=issued + timedelta(days=9)
     )
     outcome = second.feeds[0]
     assert outcome.stale is True
@@ -813,3 +815,35 @@ def test_expiry_of_an_unchanged_feed_is_refused(
     status = store.load_status()["feeds"]["cert"]
     assert status["error"]["reason"] == "expired"
     assert status["stale"] is True
+
+
+def test_feeds_not_refreshed_come_from_their_last_good_copy_without_a_download(
+    publish: Callable[..., Any], server: HttpServer, write_config: Callable[..., Path],
+) -> None:
+    """What the daemon relies on: `refresh` names the feeds due; the others are merged from
+    their cache, never fetched, and keep the status of their last real attempt."""
+    publish("a", "185.220.101.7\n", serial=1)
+    publish("b", "evil.example\n", serial=1)
+    config = load_config(write_config({"name": "a", "url": server.url("/a/manifest.json")},
+                                      {"name": "b", "url": server.url("/b/manifest.json")},
+                                      {"name": "c", "url": server.url("/c/manifest.json")}))
+    store = StateStore(config.state_dir)
+    local = overrides.load(config.local_dir)
+    pipeline.run(config, fetcher=HttpFetcher(), store=store, local=local, refresh={"a", "b"})
+    server.route("/b/manifest.json", Reply(status=503))
+    assert not pipeline.run(config, fetcher=HttpFetcher(), store=store, local=local,
+                            refresh={"b"}).ok  # b down (kept), c never fetched (pending)
+    before = len(server.requests)
+
+    result = pipeline.run(config, fetcher=HttpFetcher(), store=store, local=local,
+                          refresh={"a"})
+    assert {r.path.split("/")[1] for r in server.requests[before:]} == {"a"}
+    assert [(o.name, o.status, o.refreshed) for o in result.feeds] == [
+        ("a", "unchanged", True), ("b", "unchanged", False), ("c", "failed", False)]
+    assert result.feeds[2].error is not None and result.feeds[2].error.reason == "pending"
+    assert result.applied and result.result == "partial"
+    assert sorted(result.blocklist.names) == ["evil.example"]  # b's last good copy
+    feeds = store.load_status()["feeds"]
+    assert (feeds["b"]["failures"], feeds["b"]["error"]["reason"]) == (1, "http-503")
+    assert "c" not in feeds  # never attempted: `status` says "never synced"
+    assert feeds["a"]["failures"] == 0 and feeds["a"]["last_success"] is not None

@@ -1,4 +1,4 @@
-"""agent.publish and agent.fsutil: signed feed directories, single-file signatures, key pairs."""
+"""agent.publish and agent.util.fsutil: signed feed directories, single-file signatures, keys."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from agent.errors import AgentError, UsageError
-from agent.fsutil import atomic_write
 from agent.publish import minisign, publish, sign_file, write_keypair
 from agent.publish.minisign import SecretKey, generate_keypair
+from agent.util.fsutil import atomic_write
 from agent.verify import LastAccepted, check_payload, verify_manifest
 from agent.verify.minisign import PublicKey, verify
 

@@ -1,10 +1,10 @@
-"""The refresh policy of the daemon (agent/schedule.py), driven by a fake clock."""
+"""The refresh policy of the daemon (agent/daemon/schedule.py), driven by a fake clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent import schedule as s
+from agent.daemon import schedule as s
 
 
 def test_jitter_is_at_most_a_tenth_of_the_interval_and_capped() -> None:

@@ -3,12 +3,18 @@
 Like certbot's plugins: a small ABC, one implementation per target, chosen by name from the
 config. `apply` either makes the whole change or raises ApplyError having changed nothing that
 matters (the previous enforcement stays in place).
+
+The class is also everything the daemon and `status` may ask of a backend: the metrics
+(`counters`, `offenders`) and the live state (`status`) have defaults meaning "nothing to
+report", so a backend implements only what its enforcement point can tell.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agent.config import Config
 from agent.merge import Blocklist
@@ -32,3 +38,21 @@ class Backend(ABC):
 
         Returns one line saying what was done (for the log, the plan printout and status).
         """
+
+    def counters(self, table: str) -> Mapping[str, int] | None:
+        """Packets dropped so far per set of the firewall `table`, for the metrics textfile.
+
+        None: this backend counts nothing. May raise (the kernel cannot be read): the caller
+        leaves the series out, since metrics must never stop the enforcement.
+        """
+        return None
+
+    def offenders(self, table: str) -> Sequence[Mapping[str, Any]] | None:
+        """Internal hosts that recently tried a blocked destination ({"address", ...}), for the
+        metrics textfile; None and exceptions as for `counters`."""
+        return None
+
+    def status(self, store: StateStore, config: Config) -> Mapping[str, Any] | None:
+        """What `blocklist-agent status` shows of this enforcement point now (is it as applied?);
+        None: nothing beyond what the state directory says."""
+        return None

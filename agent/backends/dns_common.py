@@ -14,7 +14,6 @@ the operator to inspect.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -25,15 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ApplyError
-from agent.fsutil import atomic_write, fsync_dir
 from agent.merge import SET_NAMES, Blocklist
 from agent.plan import SetChange
 from agent.state import StateStore
 from agent.util.command import Failure, run
+from agent.util.fsutil import atomic_write, fsync_dir
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "dns.json"
 
 
 class Command:
@@ -201,13 +198,9 @@ def fingerprint_before(after_digest: str, changes: Mapping[str, SetChange]) -> s
 
 def load_state(state_dir: str | Path) -> dict[str, Any]:
     """The DNS backend's record (`dns.json`), {} if there is none or it is unreadable."""
-    try:
-        data = json.loads((Path(state_dir) / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return StateStore(state_dir).load_dns_record()
 
 
 def save_state(store: StateStore, data: dict[str, Any]) -> None:
     record = {**data, "updated_at": int(time.time())}
-    store.write_file(STATE_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    store.save_dns_record(record)

@@ -47,7 +47,6 @@ from agent.backends.dns_client import Connect, DnsClient, TsigKey, load_tsig_key
 from agent.backends.dns_common import (
     fingerprint,
     fingerprint_before,
-    load_state,
     save_state,
 )
 from agent.config import Config
@@ -182,7 +181,7 @@ class DnsUpdateBackend(Backend):
         settings: dict[str, Any] = {"backend": self.name, "zone": zone,
                                     "server": dns_cfg.server, "action": dns_cfg.action,
                                     "ttl": dns_cfg.ttl}
-        state = load_state(ctx.store.root)
+        state = ctx.store.load_dns_record()
         started = time.monotonic()
         digest = fingerprint(blocklist)
         with DnsClient(dns_cfg.server, key=self.key, connect=self.connect,

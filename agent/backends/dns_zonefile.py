@@ -19,7 +19,6 @@ from agent.backends.dns_common import (
     Command,
     fingerprint,
     install_zone,
-    load_state,
     save_state,
 )
 from agent.backends.dns_query import ask_serial, resolver_address
@@ -85,7 +84,7 @@ class ZoneFileBackend(Backend):
         path = Path(dns.zonefile)
         settings = {"backend": self.name, "zone": zone, "zonefile": str(path),
                     "action": dns.action, "ttl": dns.ttl}
-        previous = load_state(ctx.store.root)
+        previous = ctx.store.load_dns_record()
         # Compared with what the resolver was given, not with the plan: the plan's baseline is
         # what every backend applied, and this one may have gone further before another failed.
         digest = fingerprint(blocklist)

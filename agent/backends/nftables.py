@@ -26,7 +26,7 @@ from typing import Any
 from agent import isolation
 from agent.backends.base import ApplyContext, Backend
 from agent.backends.nft_exec import Nft
-from agent.config import FirewallConfig
+from agent.config import Config, FirewallConfig
 from agent.errors import ApplyError
 from agent.isolation import IsolationState
 from agent.merge import Blocklist
@@ -36,9 +36,6 @@ from agent.render.nft_isolation import render_break_glass
 from agent.state import StateStore
 
 log = logging.getLogger(__name__)
-ENFORCED = "enforced.nft"
-BREAK_GLASS = "break-glass.nft"
-RECORD = "nftables.json"
 
 
 def _strip(obj: Any) -> Any:
@@ -109,9 +106,10 @@ class NftablesBackend(Backend):
                         out.append({"address": entry, "expires_in": None, "packets": None})
         return out
 
-    def status(self, store: StateStore, fw: FirewallConfig) -> dict[str, Any]:
+    def status(self, store: StateStore, config: Config) -> dict[str, Any]:
         """What `status` shows: is the table there and as applied, counters, offenders."""
-        record = _load_record(store)
+        fw = config.firewall
+        record = store.load_nft_record()
         try:
             current = self.skeleton_hash(fw.table)
             counters = self.counters(fw.table) if current else {}
@@ -128,7 +126,7 @@ class NftablesBackend(Backend):
     # -- applying -------------------------------------------------------------------------
     def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:
         fw = ctx.config.firewall
-        record = _load_record(ctx.store)
+        record = ctx.store.load_nft_record()
         config_hash = _config_hash(fw)
         current = self.skeleton_hash(fw.table)
         why_full = None
@@ -164,8 +162,7 @@ class NftablesBackend(Backend):
                               blocklist)
         if skeleton is None:
             skeleton = self.skeleton_hash(fw.table)
-        ctx.store.write_file(RECORD, json.dumps(
-            {"table": fw.table, "config": config_hash, "skeleton": skeleton}).encode())
+        ctx.store.save_nft_record({"table": fw.table, "config": config_hash, "skeleton": skeleton})
 
     # -- the boot-path files, also rewritten by isolate and restore ------------------------
     @staticmethod
@@ -179,22 +176,14 @@ class NftablesBackend(Backend):
         kernel table (if any) does not hold the blocklist: the next sync reloads it whole.
         """
         if blocklist is None:
-            applied = store.load_applied() if (store.root / RECORD).exists() else None
+            applied = store.load_applied() if store.has_nft_record() else None
             if applied is None:
-                (store.root / RECORD).unlink(missing_ok=True)
+                store.forget_nft_record()
             blocklist = Blocklist() if applied is None else applied[0]
-        store.write_file(ENFORCED, render_table(fw, blocklist, state, now).encode())
-        store.write_file(BREAK_GLASS, render_break_glass(fw, state, now).encode())
+        store.save_boot_ruleset(render_table(fw, blocklist, state, now))
+        store.save_break_glass(render_break_glass(fw, state, now))
 
 
 def _config_hash(fw: FirewallConfig) -> str:
     """Everything of the table that is not elements: a settings change means a full reload."""
     return hashlib.sha256(render_table(fw, Blocklist()).encode()).hexdigest()
-
-
-def _load_record(store: StateStore) -> dict[str, Any]:
-    try:
-        data = json.loads((store.root / RECORD).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -6,8 +6,8 @@ import argparse
 import logging
 
 from agent.cli import EXIT_OK, Output
-from agent.daemon import Daemon
-from agent.notify import Journal, journal_logging
+from agent.daemon.loop import Daemon
+from agent.daemon.notify import Journal, journal_logging
 
 
 def cmd_run(args: argparse.Namespace, out: Output) -> int:

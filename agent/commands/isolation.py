@@ -18,12 +18,12 @@ from agent import isolation
 from agent.backends import killswitch
 from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config, operator
 from agent.config import Config
+from agent.daemon.notify import Journal
 from agent.errors import UsageError
 from agent.isolation import model
 from agent.isolation.model import IsolationState, Quarantine
 from agent.isolation.resolve import allow_now
 from agent.isolation.status import describe, isolation_text
-from agent.notify import Journal
 from agent.state import StateStore
 from agent.util.timefmt import human_utc
 

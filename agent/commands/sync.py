@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from agent import hostinfo, pipeline
+from agent import hostinfo, overrides, pipeline
 from agent.backends.killswitch import isolation_status
 from agent.backends.registry import backends_for
 from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config
@@ -18,7 +18,9 @@ from agent.fetch import HttpFetcher
 from agent.guards import Policy
 from agent.indicators import InvalidValue
 from agent.isolation.status import isolation_text
+from agent.psl import default as default_psl
 from agent.state import StateStore
+from agent.util.timefmt import utc_now
 from agent.why import explain
 
 
@@ -91,10 +93,12 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     # a dry run touches nothing, not even the state directory (the lock would create it);
     # every state file it reads is replaced atomically, so it needs no lock
     with contextlib.nullcontext() if args.dry_run else store.lock():
-        result = pipeline.run(config, fetcher=HttpFetcher(), store=store, backends=backends,
-                              dry_run=args.dry_run, force=args.force,
-                              render_to=args.render_to, own_addresses=own,
-                              progress=out.progress)
+        now = utc_now()
+        result = pipeline.run(config, fetcher=HttpFetcher(), store=store,
+                              local=overrides.load(config.local_dir, now=int(now.timestamp())),
+                              backends=backends, dry_run=args.dry_run, force=args.force,
+                              render_to=args.render_to, own_addresses=own, psl=default_psl(),
+                              now=now, progress=out.progress)
     if out.json or args.dry_run or out.verbose or not result.ok:
         out.emit(result.to_dict(), lambda: plan_text(result))
     return EXIT_OK if result.ok else EXIT_FAIL
@@ -136,7 +140,7 @@ def firewall_status(config: Config, store: StateStore) -> dict[str, Any] | None:
         return None
     from agent.backends.nftables import NftablesBackend
 
-    return NftablesBackend().status(store, config.firewall)
+    return NftablesBackend().status(store, config)
 
 
 def dns_status(config: Config) -> dict[str, Any] | None:

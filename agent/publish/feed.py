@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.errors import AgentError, UsageError
-from agent.fsutil import atomic_write
 from agent.publish.minisign import (
     MEMLIMIT_SENSITIVE,
     OPSLIMIT_SENSITIVE,
@@ -24,6 +23,7 @@ from agent.publish.minisign import (
     generate_keypair,
     sign,
 )
+from agent.util.fsutil import atomic_write
 from agent.util.timefmt import iso_z, utc_now
 from agent.verify import (
     FORMAT,

@@ -1,2 +1,2 @@
 """Small rules and helpers shared by every stage: one definition each (time text, interface
-names, host:port, running an external command). Pure except `command`, the one runner."""
+names, host:port, external commands, crash-safe writes). Pure except `command` and `fsutil`."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from agent.config import FeedConfig
-from agent.errors import AgentError, FetchError, VerifyError
+from agent.errors import AgentError, FetchError, StateError, VerifyError
 from agent.fetch import Fetcher, Response, join_url, signature_url
 from agent.state import CachedFeed, FeedRecord
 from agent.util.timefmt import iso_z
@@ -132,8 +132,8 @@ def _reuse(cached: CachedFeed | None, path: str, sha256: str) -> bytes | None:
     if cached is None or path not in cached.record.files:
         return None
     try:
-        data = (cached.directory / path).read_bytes()
-    except OSError:
+        data = cached.read(path)
+    except StateError:
         return None
     return data if hashlib.sha256(data).hexdigest() == sha256 else None
 

@@ -1,6 +1,6 @@
 """When the daemon refreshes what: next-due times, jitter and backoff, as pure functions.
 
-Kept apart from the loop (agent/daemon.py) so the policy can be tested with a fake clock, and
+Kept apart from the loop (agent/daemon/loop.py) so the policy can be tested with a fake clock, and
 because its choices matter to the people running the feed servers:
 
 - every feed has its own `refresh` interval, plus a random *jitter* of up to a tenth of it (at

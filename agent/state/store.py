@@ -1,0 +1,279 @@
+"""The state directory (docs/design.md §12): the agent's memory of what it accepted and enforces.
+
+StateStore (with the CachedFeed handles it returns) is the only code that reads or writes a
+file in `state_dir`; everyone else asks it by name (`load_applied`, `save_isolation`, …).
+Every write is temp + fsync + rename (agent.util.fsutil), so a power cut leaves the old or the
+new file, never a mix; a feed generation is switched by renaming a symlink, so the same holds
+for a feed's several files.
+
+    file                   written by, when                        after a crash
+    lock                   any command changing state, each time   nothing to recover (flock)
+    status.json            pipeline.run after every sync that is   the last sync's outcome or
+                           not a dry run (agent.state.status)      the one before
+    applied.json           pipeline.run, after every backend       always what was last fully
+                           applied the change                      applied (or the one before)
+    history.jsonl          allow/deny/unallow, isolate/restore,    every line fsynced; a torn
+                           a --for deadline that passed            last line at worst
+    isolation.json         isolate/restore, a deadline passing     the last recorded state;
+                                                                   unreadable = not isolated
+    enforced.nft           the nftables backend after each apply;  the whole table as last
+                           the kill switch (isolate, restore, a    applied: the boot unit loads
+                           deadline passing)                       it with `nft -f`
+    break-glass.nft        same as enforced.nft                    plain-nft isolation, for
+                                                                   when Python is broken
+    nftables.json          the nftables backend after each apply;  missing = full reload at the
+                           the kill switch drops it when the       next sync (safe, slower)
+                           kernel table lacks the blocklist
+    dns.json               the DNS backends after each apply;      missing = the zone is written
+                           dnsupdate first marks it out of sync    again (dnsupdate: compared
+                           before it sends any update              whole) at the next sync
+    feeds/NAME/current ->  gen-SERIAL-N/, switched by pipeline.run once the sync was applied
+    feeds/NAME/gen-*/      the last good feed as downloaded (manifest, signature, payloads),
+                           record.json (serial, hashes, ETag), index.tsv and rejects.tsv
+                           (provenance of every accepted and refused value, for `why`);
+                           a crash mid-write leaves a stray gen-* that the next save removes
+    .NAME.*.tmp            a write in progress; removed on failure, harmless if left
+
+Losing the directory loses the offline start and the rollback protection (the serials last
+accepted); the next sync then fetches every feed and reloads every enforcement point whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.errors import StateError
+from agent.merge import Blocklist
+from agent.state.feeds import INDEX, RECORD, REJECTS, CachedFeed, FeedRecord
+from agent.state.status import after_sync
+from agent.util.fsutil import atomic_write, fsync_dir
+from agent.util.timefmt import iso_z
+
+LOCK = "lock"
+STATUS = "status.json"
+APPLIED = "applied.json"
+HISTORY = "history.jsonl"
+ISOLATION = "isolation.json"
+ENFORCED_NFT = "enforced.nft"
+BREAK_GLASS_NFT = "break-glass.nft"
+NFT_RECORD = "nftables.json"
+DNS_RECORD = "dns.json"
+FEEDS = "feeds"
+
+
+class StateStore:
+    def __init__(self, state_dir: str | Path) -> None:
+        self.root = Path(state_dir)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def ensure(self) -> None:
+        try:
+            (self.root / FEEDS).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the state directory: {exc.strerror}", where=str(self.root),
+                hint="check state_dir in the configuration and that the agent runs as root",
+            ) from None
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool = True) -> Iterator[None]:
+        """An exclusive lock: one sync at a time, whoever starts it."""
+        self.ensure()
+        with open(self.root / LOCK, "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise StateError(
+                    "another blocklist-agent command is changing the state right now",
+                    where=str(self.root / LOCK), hint="wait for it to finish and try again",
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _read_json(self, name: str) -> Any:
+        path = self.root / name
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StateError(
+                f"cannot read {name}: {exc}", where=str(path),
+                hint="move the file aside; the next sync rebuilds it from the feeds",
+            ) from None
+
+    def _read_record(self, name: str) -> dict[str, Any]:
+        """A file the agent can do without (rebuilt, or a safe default): {} if unusable."""
+        try:
+            data = json.loads((self.root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write_json(self, name: str, data: Any) -> None:
+        self.ensure()
+        text = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        atomic_write(self.root / name, text.encode())
+
+    def _write_text(self, name: str, text: str) -> None:
+        self.ensure()
+        atomic_write(self.root / name, text.encode())
+
+    # -- feeds ----------------------------------------------------------------------------
+    def _feed_dir(self, name: str) -> Path:
+        return self.root / FEEDS / name
+
+    def load_feed(self, name: str) -> CachedFeed | None:
+        current = self._feed_dir(name) / "current"
+        record_path = current / RECORD
+        try:
+            data = json.loads(record_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StateError(
+                f"the record of feed {name!r} is unreadable: {exc}", where=str(record_path),
+                hint=f"remove {current} and run `blocklist-agent sync` to fetch the feed again",
+            ) from None
+        return CachedFeed(FeedRecord.from_json(data), current.resolve())
+
+    def save_feed(
+        self,
+        record: FeedRecord,
+        files: dict[str, bytes],
+        index: Iterable[str] = (),
+        rejects: Iterable[str] = (),
+    ) -> CachedFeed:
+        """Write a new generation beside the current one, then switch the symlink to it."""
+        root = self._feed_dir(record.name)
+        root.mkdir(parents=True, exist_ok=True)
+        gen = root / f"gen-{record.serial}-{time.time_ns()}"
+        gen.mkdir()
+        for fname, data in files.items():
+            target = gen / fname
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, data)
+        atomic_write(gen / INDEX, "".join(index).encode())
+        atomic_write(gen / REJECTS, "".join(rejects).encode())
+        atomic_write(gen / RECORD, json.dumps(asdict(record), indent=1).encode())
+        link = root / "current"
+        tmp_link = root / f".current.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp_link.unlink()
+        tmp_link.symlink_to(gen.name)
+        os.replace(tmp_link, link)
+        fsync_dir(root)
+        for old in root.glob("gen-*"):
+            if old != gen:
+                shutil.rmtree(old, ignore_errors=True)
+        return CachedFeed(record, gen)
+
+    def update_feed_record(self, record: FeedRecord) -> None:
+        """Refresh a record in place (e.g. a new ETag for unchanged content)."""
+        current = self._feed_dir(record.name) / "current"
+        atomic_write(current / RECORD, json.dumps(asdict(record), indent=1).encode())
+
+    def feed_names(self) -> list[str]:
+        base = self.root / FEEDS
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / "current").exists())
+
+    # -- applied blocklist, status, history -----------------------------------------------
+    def load_applied(self) -> tuple[Blocklist, dict[str, Any]] | None:
+        data = self._read_json(APPLIED)
+        if data is None:
+            return None
+        return Blocklist.from_json(data.get("sets", {})), data.get("meta", {})
+
+    def save_applied(self, blocklist: Blocklist, meta: dict[str, Any]) -> None:
+        self.ensure()
+        data = {"meta": meta, "sets": blocklist.to_json()}
+        atomic_write(self.root / APPLIED, json.dumps(data).encode())
+
+    def applied_mtime(self) -> float | None:
+        """When applied.json was last written (the metrics' "last applied" time)."""
+        try:
+            return (self.root / APPLIED).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def load_status(self) -> dict[str, Any]:
+        data = self._read_json(STATUS)
+        return data if isinstance(data, dict) else {}
+
+    def save_status(self, data: dict[str, Any]) -> None:
+        self._write_json(STATUS, data)
+
+    def record_sync(self, sync: Mapping[str, Any], *, when: datetime,
+                    refreshed: Collection[str] | None) -> None:
+        """status.json after a sync (`sync` is its `--json` document; see agent.state.status)."""
+        if sync["applied"]:
+            enforced = sync["enforced"]
+        else:
+            applied = self.load_applied()
+            enforced = (applied[0] if applied else Blocklist()).counts()
+        self.save_status(after_sync(self.load_status(), sync, enforced=enforced, stamp=iso_z(when),
+                                    refreshed=refreshed))
+
+    def append_history(self, event: dict[str, Any]) -> None:
+        """Append one audit line; O_APPEND writes of one line are atomic enough for an audit."""
+        self.ensure()
+        line = json.dumps({"time": int(time.time()), **event}, sort_keys=True) + "\n"
+        fd = os.open(self.root / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- the kill switch and the backends' own records ------------------------------------
+    def load_isolation(self) -> dict[str, Any]:
+        """The kill switch's record, {} when there is none or it is unreadable: a damaged
+        record must not stop the kill switch, which then starts from "not isolated"."""
+        return self._read_record(ISOLATION)
+
+    def save_isolation(self, data: dict[str, Any]) -> None:
+        self._write_json(ISOLATION, data)
+
+    def save_boot_ruleset(self, text: str) -> Path:
+        """enforced.nft, loaded by blocklist-agent-boot.service before the network is up."""
+        self._write_text(ENFORCED_NFT, text)
+        return self.root / ENFORCED_NFT
+
+    def save_break_glass(self, text: str) -> Path:
+        self._write_text(BREAK_GLASS_NFT, text)
+        return self.root / BREAK_GLASS_NFT
+
+    def load_nft_record(self) -> dict[str, Any]:
+        """What the nftables backend last applied (table, settings hash, skeleton hash)."""
+        return self._read_record(NFT_RECORD)
+
+    def save_nft_record(self, data: dict[str, Any]) -> None:
+        self._write_json(NFT_RECORD, data)
+
+    def has_nft_record(self) -> bool:
+        return (self.root / NFT_RECORD).exists()
+
+    def forget_nft_record(self) -> None:
+        """The kernel table no longer holds the applied blocklist: force a full reload."""
+        (self.root / NFT_RECORD).unlink(missing_ok=True)
+
+    def load_dns_record(self) -> dict[str, Any]:
+        """What the DNS backend last gave the resolver (serial, fingerprint, settings)."""
+        return self._read_record(DNS_RECORD)
+
+    def save_dns_record(self, data: dict[str, Any]) -> None:
+        self._write_json(DNS_RECORD, data)
