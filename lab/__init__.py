@@ -1,4 +1,4 @@
-"""A network-namespace lab for the tests, the demo and the benchmarks (design section 9).
+"""A network-namespace lab for the tests, the demo and the benchmarks (docs/design.md §9).
 
 `Lab` builds five namespaces (gw, lan1, lan2, mgmt, wan) wired like a hospital gateway and removes
 them again; see lab/README.md for the topology and the address table. Nothing here is part of the

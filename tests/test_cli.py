@@ -1,6 +1,6 @@
-"""The command line contract (design section 11): exit codes, --json shapes, operator messages.
+"""The command line contract (docs/design.md §11): exit codes, --json shapes, operator messages.
 
-Driven through agent.cli.main against real feed servers on 127.0.0.1 (tests/httpserver.py), with
+Driven through agent.cli.main against real feed servers on 127.0.0.1 (lab/httpserver.py), with
 the configuration in a temp directory and both backends `none`.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from agent.cli import build_parser
 from agent.minisign import PublicKey, SecretKey
 from agent.publish import sign_file
-from tests.httpserver import HttpServer
+from lab.httpserver import HttpServer
 
 if TYPE_CHECKING:
     from tests.conftest import CliResult
