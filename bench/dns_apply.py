@@ -1,5 +1,5 @@
 """Benchmark: the DNS backends with 1,000,000 blocked names, then an update changing 1 % of them,
-while a LAN client queries the resolver (design section 7, issue 4).
+while a LAN client queries the resolver (docs/design.md §7, issue 4).
 
     python3 bench/dns_apply.py [--names 1000000] [--change 0.01] [--rate 50]
                                [--paths unbound,dnsupdate] [--out FILE]

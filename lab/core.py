@@ -2,7 +2,7 @@
 
 Why namespaces: the agent's job is to change a firewall. A wrong rule on the host running the
 tests would cut it off its package mirror or its operator, so every rule, address, route and
-process of a test lives in namespaces that the test creates and deletes (design section 9).
+process of a test lives in namespaces that the test creates and deletes (docs/design.md §9).
 
 Safety rules this file keeps, and why:
 
@@ -323,7 +323,7 @@ def _close_hard(sock: socket.socket) -> None:
 class HeldConnection:
     """A long-lived TCP connection to an echo server, opened from inside a lab namespace.
 
-    It exists to prove that isolation cuts *established* connections too (design section 8): open
+    It exists to prove that isolation cuts *established* connections too (docs/design.md §8): open
     it before the cut, check `alive()`, apply the cut, check `not alive()`. The socket lives in the
     source namespace (created there by setns), so its packets take the same path as any client's.
     """

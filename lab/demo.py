@@ -29,6 +29,7 @@ from typing import Any
 
 from agent.publish import minisign, publish
 from lab import HTTP_PORT, Lab
+from lab.httpserver import CertificateAuthority
 from lab.resolvers import RPZ_ZONE, addresses, query, start_authoritative, start_unbound
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +114,6 @@ class Demo:
 
     # -- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
-        from tests.httpserver import CertificateAuthority
-
         lab, work = self.lab, self.work
         ca = CertificateAuthority(work / "pki")
         cert, key = ca.issue([lab.addr["feed"]])

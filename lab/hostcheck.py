@@ -1,7 +1,7 @@
 """A snapshot of the host's own network configuration, to prove the lab never touched it.
 
-The lab's one absolute rule is that the host namespace is left exactly as it was (design section
-9). Tests and `python -m lab check` take a snapshot before building a lab and compare after
+The lab's one absolute rule is that the host namespace is left exactly as it was (docs/design.md
+§9). Tests and `python -m lab check` take a snapshot before building a lab and compare after
 tearing it down. Only read-only commands run here, all in the host namespace.
 """
 

@@ -9,7 +9,8 @@ tests that change the lab must undo what they did (delete their nft table, stop 
 or use `lab_factory` (function-scoped) for a lab of their own.
 
 Without root the fixtures skip (shown in the `-ra` summary); CI and the dev container run as root.
-Tests using them get the `root` marker automatically, so `-m "not root"` deselects them.
+Tests using them are marked `lab` (and `root`) by tests/conftest.py, which reads `LAB_FIXTURES`,
+so `-m "not lab"` deselects them.
 """
 
 from __future__ import annotations
@@ -53,13 +54,3 @@ def lab_factory() -> Iterator[Callable[..., Lab]]:
     yield make
     for each in made:
         each.down()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "root: needs root and network namespaces")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if any(name in getattr(item, "fixturenames", ()) for name in LAB_FIXTURES):
-            item.add_marker(pytest.mark.root)

@@ -6,7 +6,7 @@ documentation and tests (RFC 5737: 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24
 probe that leaked out of a namespace by mistake could never reach a real site.
 
 Interface names inside ns gw are the ones the agent's configuration names (`lan0`, `lan1`,
-`mgmt0`, `wan0`, design section 4). Note the off-by-one: ns `lan1` hangs off gw's `lan0` and
+`mgmt0`, `wan0`, docs/design.md §4). Note the off-by-one: ns `lan1` hangs off gw's `lan0` and
 ns `lan2` off gw's `lan1`, because the roles count hosts from 1 and the interfaces count from 0.
 """
 

@@ -1,7 +1,7 @@
-"""Shared fixtures for the pipeline and command-line tests.
+"""Shared fixtures for the pipeline and command-line tests, and the test kinds as markers.
 
 Everything runs for real: feeds are published with agent.publish into a directory that a real
-HTTP(S) server on 127.0.0.1 serves (tests/httpserver.py), the agent fetches them over a socket,
+HTTP(S) server on 127.0.0.1 serves (lab/httpserver.py), the agent fetches them over a socket,
 and the command line is driven through agent.cli.main with the configuration written to a temp
 directory (firewall and dns backends `none`, so nothing outside tmp_path is touched).
 
@@ -9,6 +9,10 @@ directory (firewall and dns backends `none`, so nothing outside tmp_path is touc
         publish("cert", "185.220.101.7\\n", serial=1)
         write_config({"name": "cert", "url": server.url("/cert/manifest.json")})
         assert cli("sync").code == 0
+
+Kinds (registered in pyproject.toml) are given here, so a test file never has to remember them:
+`lab` for tests that need root and the namespace lab, `system` for the product seen from outside
+(package, demo); the rest is the unit suite, `pytest -m "not lab and not system"`.
 """
 
 from __future__ import annotations
@@ -28,9 +32,57 @@ from agent.cli import main
 from agent.publish import minisign
 from agent.publish.minisign import SecretKey
 from agent.verify import Manifest, PublicKey
-from tests.httpserver import CertificateAuthority, HttpServer
+from lab.httpserver import CertificateAuthority, HttpServer
 
 __all__ = ["CliResult"]
+
+# --- test kinds ------------------------------------------------------------------------------
+
+# By file, for the flat layout (tests/test_x.py); in the split layout the folder says it
+# (tests/lab/, tests/system/). Both are read, so moving a file never changes its kind.
+LAB_MODULES = frozenset(
+    {"test_lab", "test_nftables", "test_isolation", "test_dns_resolvers", "test_dns_update"}
+)
+SYSTEM_MODULES = frozenset({"test_packaging", "test_demo"})
+TESTS = Path(__file__).resolve().parent
+
+
+def _kind_folder(path: Path) -> str | None:
+    """The first folder below tests/ that holds the file, if any."""
+    try:
+        parts = path.resolve().relative_to(TESTS).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test `lab` or `system` by its file, folder, fixtures or a `root` marker.
+
+    A test using the lab fixtures is a lab test wherever it lives. `root` stays an alias both
+    ways (an explicit `root` outside the system tests means lab; every lab test gets `root`),
+    so `-m "not root"` keeps deselecting what it always did.
+    """
+    # Imported here, not at the top: a test module registers lab.pytest_plugin as a plugin while
+    # it is collected, and pytest cannot rewrite the asserts of a module imported before that.
+    from lab.pytest_plugin import LAB_FIXTURES
+
+    for item in items:
+        folder = _kind_folder(item.path)
+        if item.path.stem in SYSTEM_MODULES or folder == "system":
+            item.add_marker(pytest.mark.system)
+            continue
+        fixtures = getattr(item, "fixturenames", ())
+        if (
+            item.path.stem in LAB_MODULES
+            or folder == "lab"
+            or any(name in fixtures for name in LAB_FIXTURES)
+            or item.get_closest_marker("root") is not None
+        ):
+            item.add_marker(pytest.mark.lab)
+            if item.get_closest_marker("root") is None:
+                item.add_marker(pytest.mark.root)
+
 
 
 @pytest.fixture(autouse=True)

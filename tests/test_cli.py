@@ -1,6 +1,6 @@
-"""The command line contract (design section 11): exit codes, --json shapes, operator messages.
+"""The command line contract (docs/design.md §11): exit codes, --json shapes, operator messages.
 
-Driven through agent.cli.main against real feed servers on 127.0.0.1 (tests/httpserver.py), with
+Driven through agent.cli.main against real feed servers on 127.0.0.1 (lab/httpserver.py), with
 the configuration in a temp directory and both backends `none`.
 """
 
@@ -21,7 +21,7 @@ from agent.cli import build_parser
 from agent.publish import sign_file
 from agent.publish.minisign import SecretKey
 from agent.verify.minisign import PublicKey
-from tests.httpserver import HttpServer
+from lab.httpserver import HttpServer
 
 if TYPE_CHECKING:
     from tests.conftest import CliResult

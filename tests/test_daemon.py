@@ -33,7 +33,7 @@ from agent.daemon.watch import DEBOUNCE
 from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import Plan
-from tests.httpserver import HttpServer, Reply
+from lab.httpserver import HttpServer, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 

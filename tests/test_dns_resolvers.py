@@ -1,4 +1,4 @@
-"""The zone-file DNS backends against real resolvers in the namespace lab (design sections 7, 9).
+"""The zone-file DNS backends against real resolvers in the namespace lab (docs/design.md §7, §9).
 
 For each of Unbound, BIND 9 and Knot Resolver: the resolver runs in ns gw with the RPZ zone
 file of the agent, forwarding (or iterating) to an authoritative server for `example.` in ns

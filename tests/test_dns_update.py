@@ -1,7 +1,7 @@
 """The dnsupdate path end to end in the namespace lab: `blocklist-agent sync` in ns gw sends
 RFC 2136 updates signed with TSIG to a primary (127.0.0.1:5300 in ns gw: BIND 9, then Knot DNS,
 each from its config/resolvers snippet), an Unbound resolver follows the zone by NOTIFY + IXFR,
-and a LAN client asks Unbound (design section 7).
+and a LAN client asks Unbound (docs/design.md §7).
 
 Run in order against one agent state: first load, an incremental update (IXFR, visible within
 seconds), an unchanged sync, a zone changed behind the agent's back, a wrong key, a primary

@@ -1,4 +1,4 @@
-"""The fetch edge against real HTTP(S) servers on 127.0.0.1 (tests/httpserver.py).
+"""The fetch edge against real HTTP(S) servers on 127.0.0.1 (lab/httpserver.py).
 
 Every hostile behaviour a feed server can show is played for real over a socket: trickling,
 endless and compressed bodies, redirect tricks, certificates from an unknown CA. Timeouts are 1 s
@@ -21,7 +21,7 @@ import pytest
 
 from agent.errors import FetchError, VerifyError
 from agent.fetch import HttpFetcher, Response, join_url, signature_url
-from tests.httpserver import CertificateAuthority, HttpServer, Pieces, Reply, Request, unused_port
+from lab.httpserver import CertificateAuthority, HttpServer, Pieces, Reply, Request, unused_port
 
 KIB = 1024
 FEED = b"192.0.2.1\n198.51.100.0/24\nevil.example\n"

@@ -1,5 +1,5 @@
 """The kill switch in the namespace lab: two LANs, a management subnet, and a WAN side with an
-essential service, an ordinary internet host and a peer hospital (design sections 8 and 9).
+essential service, an ordinary internet host and a peer hospital (docs/design.md §8, §9).
 
 Real `blocklist-agent isolate/restore` in the gateway namespace; real TCP probes and a held
 TCP connection prove what is cut and what stays open. Tests run in order on one lab.

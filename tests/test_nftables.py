@@ -1,5 +1,5 @@
 """The nftables backend in the namespace lab: real `blocklist-agent sync` in the gateway
-namespace, real TCP probes from the LAN, the WAN and the gateway itself (design section 9).
+namespace, real TCP probes from the LAN, the WAN and the gateway itself (docs/design.md §9).
 
 The tests of this module run in order against one lab and one agent state, like an operator's
 day: first sync, updates, drift, a failing transaction, the boot path.

@@ -1,6 +1,6 @@
 """The whole sync against real feed servers: what is recorded, refused, held and kept.
 
-Feeds are published with agent.publish and served by tests/httpserver.py on 127.0.0.1 (or read
+Feeds are published with agent.publish and served by lab/httpserver.py on 127.0.0.1 (or read
 through file://); the agent runs through its command line with `firewall.backend: none` and
 `dns.backend: none`, so what is "enforced" is state_dir/applied.json. Every refusal must keep the
 last good enforcement exactly, exit 1, and show its reason in `status --json`.
@@ -26,7 +26,7 @@ from agent.publish import sign_file
 from agent.publish.minisign import SecretKey
 from agent.state import StateStore
 from agent.verify.minisign import PublicKey
-from tests.httpserver import (
+from lab.httpserver import (
     CertificateAuthority,
     HttpServer,
     Reply,

@@ -9,7 +9,7 @@ code:
     connect, timeout, tls, http-<code>, too-large, not-found, io, incomplete, encoding,
     redirect-loop, redirect-downgrade, redirect-invalid, unsupported-scheme, bad-url
 
-Tests replace the whole `Fetcher`; `tests/httpserver.py` provides real servers for the tests of
+Tests replace the whole `Fetcher`; `lab/httpserver.py` provides real servers for the tests of
 `HttpFetcher` itself.
 """
 

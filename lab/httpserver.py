@@ -1,9 +1,10 @@
-"""Real HTTP and HTTPS servers on 127.0.0.1 for tests: no mocks between the agent and a socket.
+"""Real HTTP and HTTPS servers on 127.0.0.1, and a throw-away CA: no mocks between agent and socket.
 
 The fetch edge is where hostile or broken servers meet the agent (slow, endless, compressed,
 redirecting, wrong certificate), so its tests, and the pipeline tests after them, talk to a real
 server over a real socket. Everything here binds to 127.0.0.1 on an ephemeral port and lives in
-the test process; nothing touches the host's network configuration.
+the test process; nothing touches the host's network configuration. It lives in the lab, not in
+tests/, because the demo needs the CA too and the lab never imports the tests.
 
 Serve a directory (conditional GET with ETag / Last-Modified / 304 included)::
 
