@@ -38,12 +38,9 @@ __all__ = ["CliResult"]
 
 # --- test kinds ------------------------------------------------------------------------------
 
-# By file, for the flat layout (tests/test_x.py); in the split layout the folder says it
-# (tests/lab/, tests/system/). Both are read, so moving a file never changes its kind.
-LAB_MODULES = frozenset(
-    {"test_lab", "test_nftables", "test_isolation", "test_dns_resolvers", "test_dns_update"}
-)
-SYSTEM_MODULES = frozenset({"test_packaging", "test_demo"})
+# The folder says the kind: tests/unit/ (pure, fast), tests/lab/ (root and network
+# namespaces), tests/system/ (the package, the demo). A unit-folder test that uses a lab
+# fixture is still a lab test.
 TESTS = Path(__file__).resolve().parent
 
 
@@ -69,13 +66,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     for item in items:
         folder = _kind_folder(item.path)
-        if item.path.stem in SYSTEM_MODULES or folder == "system":
+        if folder == "system":
             item.add_marker(pytest.mark.system)
             continue
         fixtures = getattr(item, "fixturenames", ())
         if (
-            item.path.stem in LAB_MODULES
-            or folder == "lab"
+            folder == "lab"
             or any(name in fixtures for name in LAB_FIXTURES)
             or item.get_closest_marker("root") is not None
         ):

@@ -25,7 +25,7 @@ from lab.topology import LINKS, NETS, WAN_HOSTS
 
 pytest_plugins = ["lab.pytest_plugin"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BLOCKED = 0.3  # seconds: long enough for a SYN across veths, short enough to keep the file fast
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 

@@ -1,6 +1,6 @@
 """The resolver snippets shipped in config/resolvers/ are valid for Debian 12's own checkers and
 agree with the agent's defaults. (The Unbound and Knot Resolver snippets are also what the lab
-runs in tests/test_dns_resolvers.py and tests/test_dns_update.py.)"""
+runs in tests/lab/test_dns_resolvers.py and tests/lab/test_dns_update.py.)"""
 
 from __future__ import annotations
 

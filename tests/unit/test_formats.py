@@ -10,7 +10,7 @@ from agent.errors import FormatError
 from agent.formats import FORMAT_NAMES, parse, sniff
 from agent.indicators import ParseResult
 
-DATA = Path(__file__).parent / "data" / "formats"
+DATA = Path(__file__).resolve().parents[1] / "data" / "formats"
 FAR = 1893456000  # 2030-01-01T00:00:00Z
 PAST = 1577836800  # 2020-01-01T00:00:00Z
 

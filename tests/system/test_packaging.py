@@ -32,7 +32,7 @@ import pytest
 from agent import __version__
 from agent.cli import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "packaging" / "systemd"
 CACHE = Path("/var/cache/blocklist-agent-ci")
 SUITE = "bookworm"

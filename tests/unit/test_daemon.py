@@ -35,7 +35,7 @@ from agent.merge import Blocklist
 from agent.plan import Plan
 from lab.httpserver import HttpServer, Reply
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Clock:
