@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agent import overrides
-from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config, now_ts, operator
+from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config, now_ts, operator
 from agent.errors import UsageError
 from agent.guards import Policy
 from agent.indicators import InvalidValue, normalize

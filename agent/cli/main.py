@@ -9,77 +9,22 @@ purpose is to print something.
 from __future__ import annotations
 
 import argparse
-import getpass
 import importlib
 import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from agent import __version__
 from agent import config as config_mod
-from agent.errors import AgentError, ConfigError, UsageError
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-log = logging.getLogger("agent")
+from agent.cli.common import Output, duration_arg
+from agent.errors import AgentError
 
 EPILOG = """exit codes: 0 success, 1 failure (feed refused, plan held, apply failed),
 2 usage or configuration error. See blocklist-agent(8)."""
 
-
-class Output:
-    """Where a command writes: text for people, or one JSON document for machines."""
-
-    def __init__(self, as_json: bool, verbose: bool, quiet: bool) -> None:
-        self.json = as_json
-        self.verbose = verbose
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-
-    def emit(self, data: Any, text: Callable[[], str]) -> None:
-        if self.json:
-            print(json.dumps(data, indent=2, sort_keys=True, default=str))
-        elif not self.quiet:
-            out = text()
-            if out:
-                print(out)
-
-    def progress(self, message: str) -> None:
-        if (self.tty or self.verbose) and not self.json and not self.quiet:
-            print(f"... {message}", file=sys.stderr, flush=True)
-
-    def warn(self, message: str) -> None:
-        print(f"blocklist-agent: {message}", file=sys.stderr)
-
-
-def operator() -> str:
-    """The person behind the command, also through sudo (for the audit trail)."""
-    for var in ("SUDO_USER", "LOGNAME", "USER"):
-        value = os.environ.get(var)
-        if (value and value != "root") or (var == "USER" and value):
-            return value
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid-{os.getuid()}"
-
-
-def load_config(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(args.config)
-
-
-def duration_arg(text: str) -> int:
-    try:
-        return config_mod.parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-# --- parser ------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -217,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module, _, name = args.func.partition(":")
         func: Callable[[argparse.Namespace, Output], int] = getattr(
-            importlib.import_module(f"agent.commands.{module}"), name)
+            importlib.import_module(f"agent.cli.commands.{module}"), name)
         return func(args, out)
     except AgentError as exc:
         if args.debug:
@@ -230,9 +175,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("blocklist-agent: interrupted", file=sys.stderr)
         return 130
 
-
-def now_ts() -> int:
-    return int(time.time())
-
-
-__all__ = ["ConfigError", "Output", "UsageError", "main"]

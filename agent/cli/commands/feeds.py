@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import formats, publish
-from agent.cli import EXIT_OK, Output
+from agent.cli.common import EXIT_OK, Output
 from agent.config import load as load_config
 from agent.errors import AgentError, ConfigError, UsageError
 from agent.fetch import HttpFetcher, join_url, signature_url

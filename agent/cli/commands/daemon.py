@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from agent.cli import EXIT_OK, Output
+from agent.cli.common import EXIT_OK, Output
 from agent.daemon.loop import Daemon
 from agent.daemon.notify import Journal, journal_logging
 

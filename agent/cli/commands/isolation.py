@@ -16,7 +16,7 @@ from typing import Any
 
 from agent import isolation
 from agent.backends import killswitch
-from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config, operator
+from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config, operator
 from agent.config import Config
 from agent.daemon.notify import Journal
 from agent.errors import UsageError

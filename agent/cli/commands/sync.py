@@ -11,7 +11,7 @@ from typing import Any
 from agent import hostinfo, overrides, pipeline
 from agent.backends.killswitch import isolation_status
 from agent.backends.registry import backends_for
-from agent.cli import EXIT_FAIL, EXIT_OK, Output, load_config
+from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config
 from agent.config import Config
 from agent.errors import UsageError
 from agent.fetch import HttpFetcher
