@@ -61,8 +61,12 @@ def reconcile(config: Config, store: StateStore, now: int, nft: Nft | None = Non
 
 
 def isolation_status(config: Config, store: StateStore, now: int) -> dict[str, Any]:
-    """For `status`: the record and what the kernel enforces; changes nothing."""
-    state = record.load(store)
+    """For `status`: the record and what the kernel enforces; never changes the kernel (a lift
+    the kernel made is recorded, once)."""
+    try:
+        state = reconcile(config, store, now)
+    except AgentError:  # the state directory is read-only for this user: show the record
+        state = record.load(store)
     doc = describe(config, state.live(now), now)
     kernel = observe(config, store)
     if kernel is not None:
