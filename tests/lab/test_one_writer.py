@@ -101,7 +101,7 @@ def test_isolate_racing_a_full_reload_is_never_lost(gw: Gateway) -> None:
         assert sync.returncode == 0, out + err
         assert '"wan0"' in gw.iso_wan(), f"isolation lost after a sync, delay {delay:.2f} s"
         assert not gw.can("lan1", "site"), f"the LAN reaches the internet, delay {delay:.2f} s"
-        code, doc = gw.status()
+        _, doc = gw.status()
         assert doc["isolation"]["active"] and not doc["kernel_disagrees"]
         gw.cli("restore", "--reason", "next round")
         assert gw.can("lan1", "site")
