@@ -7,6 +7,8 @@ Every error says what failed, the value and where it came from, and what to do n
 
 from __future__ import annotations
 
+import logging
+
 
 class AgentError(Exception):
     """Base of every error the agent reports to an operator."""
@@ -84,3 +86,27 @@ class StateError(AgentError):
     """The state directory cannot be read or written."""
 
     default_reason = "state"
+
+
+class InternalError(AgentError):
+    """An exception no rule foresaw (a bug, or input nobody imagined), contained to the one feed,
+    override file or backend it happened in. `reason` is `internal-STAGE`; the traceback goes
+    to the journal, never to the operator's screen."""
+
+    default_reason = "internal"
+
+
+def contained(exc: BaseException, *, stage: str, where: str, keep: str) -> AgentError:
+    """`exc` as the refusal of one part of a sync: an AgentError as it is, anything else as an
+    InternalError, logged with its traceback (`journalctl -u blocklist-agent`)."""
+    if isinstance(exc, AgentError):
+        return exc
+    logging.getLogger("agent").error("%s: unexpected error while %s", where, stage,
+                                     exc_info=exc)
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return InternalError(
+        f"unexpected error while {stage}: {type(exc).__name__}"
+        + (f": {detail}" if detail else ""), where=where,
+        reason=f"internal-{stage.split()[0]}",
+        hint=f"{keep}; the traceback is in the journal (journalctl -u blocklist-agent); please "
+        "report it with the feed or file that caused it")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from agent.errors import AgentError
+from agent.errors import contained
 from agent.indicators import Indicator, InvalidValue, Reject, normalize
 from agent.util.fsutil import atomic_write
 
@@ -105,8 +105,9 @@ def parse_text(text: str, action: str, name: str, now: int) -> Overrides:
         where = f"{name}:{number}"
         try:
             entry = parse_line(line, action, where)
-        except InvalidValue as exc:
-            rejects.append(Reject(where, str(exc), line.strip()[:80]))
+        except ValueError as exc:  # InvalidValue, and what a normalizer did not foresee
+            rejects.append(Reject(where, str(exc)[:200] or type(exc).__name__,
+                                  line.strip()[:80]))
             continue
         if entry is None:
             continue
@@ -120,23 +121,34 @@ def parse_text(text: str, action: str, name: str, now: int) -> Overrides:
 
 
 def load(local_dir: str | Path, now: int | None = None) -> Overrides:
-    """Read every *.allow and *.deny file; a missing directory means no overrides."""
+    """Read every *.allow and *.deny file; a missing directory means no overrides.
+
+    Each file on its own: one that cannot be read (or that trips an unforeseen fault) is one
+    reject naming the file, and every other file still applies, as do the feeds.
+    """
     now = int(time.time()) if now is None else now
     directory = Path(local_dir)
     parts: list[Overrides] = []
-    if directory.is_dir():
-        for path in sorted(directory.iterdir()):
-            action = {".allow": ALLOW, ".deny": DENY}.get(path.suffix)
-            if action is None or not path.is_file():
-                continue
-            try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError as exc:
-                raise AgentError(
-                    f"cannot read override file: {exc.strerror}", where=str(path),
-                    hint="fix its permissions or remove it",
-                ) from None
+    try:
+        paths = sorted(directory.iterdir()) if directory.is_dir() else []
+    except OSError as exc:
+        return Overrides((), (), (Reject(str(directory), f"cannot list the directory: "
+                                         f"{exc.strerror or exc}"),), ())
+    for path in paths:
+        action = {".allow": ALLOW, ".deny": DENY}.get(path.suffix)
+        if action is None or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
             parts.append(parse_text(text, action, str(path), now))
+        except OSError as exc:
+            parts.append(Overrides((), (), (Reject(
+                str(path), f"cannot read override file: {exc.strerror or exc}; fix its "
+                "permissions or remove it"),), ()))
+        except Exception as exc:
+            error = contained(exc, stage="reading local overrides", where=str(path),
+                              keep="the other override files still apply")
+            parts.append(Overrides((), (), (Reject(str(path), error.what),), ()))
     return Overrides(
         tuple(e for p in parts for e in p.allow), tuple(e for p in parts for e in p.deny),
         tuple(r for p in parts for r in p.rejects), tuple(e for p in parts for e in p.expired),

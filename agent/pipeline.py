@@ -9,84 +9,52 @@ schedule, the others are used from their last good copy without any network).
 
 Failure policy (docs/design.md §2): a feed that cannot be fetched, fails verification or is
 mostly malformed is reported and its last good copy stays in the merge, because dropping a feed
-would unblock everything it lists; a plan that changes too much is held; an apply that fails
-leaves the kernel and resolver as they were. Nothing is recorded unless it was applied, so the
-next run starts from the truth.
+would unblock everything it lists; any other fault of one feed is contained the same way
+(agent.feedstep). A plan that changes too much is held. Each backend is applied even when
+another one failed, and reported on its own: an enforcement point that works is never held back
+by one that does not. Nothing is recorded unless every backend applied, so the next run starts
+from the truth; a record that cannot be written (a full disk) is an error of the sync that says
+what was applied and what was not.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import formats, overrides
+from agent import overrides
 from agent.backends.base import ApplyContext, Backend
-from agent.config import Config, FeedConfig
-from agent.errors import AgentError, FetchError, FormatError
+from agent.config import Config
+from agent.errors import AgentError, StateError, contained
+from agent.feedstep import (
+    SAMPLE,
+    Budget,
+    BudgetFetcher,
+    Clock,
+    FeedOutcome,
+    guard_lines,
+    parse_payloads,
+    process_feed,
+)
 from agent.fetch import Fetcher
-from agent.guards import GuardReject, GuardResult, Policy
-from agent.indicators import Indicator, Reject
+from agent.guards import Policy
 from agent.merge import Blocklist, merge
 from agent.plan import Plan, make_plan
 from agent.psl import PublicSuffixList
 from agent.render.nft_blocklist import render_table
 from agent.render.rpz import render_zone
-from agent.state import FeedRecord, StateStore
+from agent.state import StateStore
 from agent.util.fsutil import atomic_write
 from agent.util.timefmt import utc_now
-from agent.verify import feed as source
 
+__all__ = ["SAMPLE", "FeedOutcome", "SyncResult", "parse_payloads", "process_feed", "run"]
 log = logging.getLogger(__name__)
-SAMPLE = 20  # rejects kept per feed for status and the plan printout
-
-
-@dataclass(frozen=True)
-class FeedOutcome:
-    """What one feed contributed to this sync, and what went wrong with it."""
-
-    name: str
-    status: str  # updated | unchanged | kept (refused: last good kept) | failed (nothing kept)
-    record: FeedRecord | None
-    indicators: tuple[Indicator, ...] = ()
-    parsed: int = 0
-    parse_rejects: int = 0
-    reject_samples: tuple[Reject, ...] = ()
-    guard: GuardResult = field(default_factory=lambda: GuardResult((), ()))
-    error: AgentError | None = None
-    stale: bool = False  # the enforced copy is past its `expires`
-    data: source.FeedData | None = None  # fresh data to record once applied
-    index: tuple[str, ...] = ()
-    refreshed: bool = True  # False: not due in this sync, its last good copy was used
-
-    @property
-    def failing(self) -> bool:
-        """Refused, or enforcing an expired copy: what makes a sync `partial`."""
-        return self.error is not None or self.stale
-
-    def to_dict(self) -> dict[str, Any]:
-        rec = self.record
-        return {
-            "name": self.name, "status": self.status,
-            "serial": rec.serial if rec else None,
-            "publisher": rec.publisher if rec else None,
-            "issued": rec.issued if rec else None,
-            "expires": rec.expires if rec else None,
-            "stale": self.stale,
-            "parsed": self.parsed, "accepted": len(self.indicators),
-            "parse_rejects": self.parse_rejects,
-            "reject_samples": [r.to_dict() for r in self.reject_samples],
-            "guard_rejects": self.guard.counts(),
-            "guard_samples": [
-                {"value": g.indicator.value, "reason": g.reason, "detail": g.detail}
-                for g in self.guard.rejected[:SAMPLE]
-            ],
-            "error": self.error.to_dict() if self.error else None,
-        }
 
 
 @dataclass
@@ -101,6 +69,8 @@ class SyncResult:
     rendered: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what each backend did
     timings: dict[str, float] = field(default_factory=dict)
+    backends: list[dict[str, Any]] = field(default_factory=list)  # name, applied, note, error
+    repairs: list[dict[str, str]] = field(default_factory=list)  # damaged state files set aside
 
     @property
     def ok(self) -> bool:
@@ -129,110 +99,10 @@ class SyncResult:
             "plan": self.plan.summary(),
             "rendered": self.rendered,
             "applied_notes": self.notes,
+            "backends": self.backends,
+            "state_repairs": self.repairs,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    def add(self, stage: str, started: float) -> None:
-        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
-
-
-def parse_payloads(
-    feed: FeedConfig, data: source.FeedData, *, with_index: bool
-) -> tuple[list[Indicator], list[Reject], int, tuple[str, ...]]:
-    """Parse every payload; refuse the whole update if too many lines are malformed."""
-    indicators: list[Indicator] = []
-    rejects: list[Reject] = []
-    index: list[str] = []
-    for path, fmt, body in data.payloads:
-        parsed = formats.parse(body, fmt or "auto")
-        inds = parsed.indicators
-        if feed.subdomains:
-            inds = tuple(i._replace(subdomains=True) if i.type == "domain" else i for i in inds)
-        indicators.extend(inds)
-        rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
-        if with_index:
-            index.extend(f"{i.value}\t{'*' if i.subdomains else ''}\t{path}:{i.ref}\n"
-                         for i in inds)
-    total = len(indicators) + len(rejects)
-    if total and len(rejects) / total > feed.max_reject_ratio:
-        first = rejects[0]
-        raise FormatError(
-            f"{len(rejects)} of {total} entries are malformed ({len(rejects) / total:.0%}, more "
-            f"than max_reject_ratio {feed.max_reject_ratio:.0%}); first: {first.ref}: "
-            f"{first.reason}",
-            where=f"feed {feed.name}",
-            hint="the payload is probably in another format than declared, or damaged; the last "
-            "good copy stays enforced. Check `blocklist-agent parse` on the file",
-        )
-    return indicators, rejects, total, tuple(index)
-
-
-def _guard_lines(rejected: Sequence[GuardReject]) -> list[str]:
-    return [f"{g.indicator.value}\t{g.reason}\t{g.detail}\n" for g in rejected]
-
-
-def process_feed(
-    feed: FeedConfig, fetcher: Fetcher, store: StateStore, policy: Policy, now: datetime,
-    clock: _Clock, *, with_index: bool, refresh: bool = True,
-) -> FeedOutcome:
-    """One feed's contribution: downloaded and verified if `refresh`, else its last good copy."""
-    cached = store.load_feed(feed.name)
-    if not refresh and cached is None:
-        return FeedOutcome(feed.name, "failed", None, refreshed=False, error=FetchError(
-            f"feed {feed.name!r} has no good copy yet and is not due for download",
-            reason="pending", hint="the daemon retries it by itself; see `blocklist-agent status`"))
-    error: AgentError | None = None
-    data: source.FeedData | None = None
-    if refresh:
-        started = time.perf_counter()
-        try:
-            data = source.fetch(feed, fetcher, cached, now)
-        except AgentError as exc:
-            error = exc
-        clock.add("fetch_verify", started)
-
-    outcome_status = "updated" if data is not None and data.fresh else "unchanged"
-    parsed: tuple[list[Indicator], list[Reject], int, tuple[str, ...]] | None = None
-    if data is not None and data.fresh:
-        started = time.perf_counter()
-        try:
-            parsed = parse_payloads(feed, data, with_index=with_index)
-        except AgentError as exc:
-            error, data = exc, None
-        clock.add("parse", started)
-
-    record = data.record if data is not None else (cached.record if cached else None)
-    if parsed is None:
-        if error is not None:
-            outcome_status = "kept" if cached else "failed"
-            log.error("feed %s refused: %s", feed.name, error)
-        if cached is None:
-            return FeedOutcome(feed.name, "failed", None, error=error)
-        started = time.perf_counter()
-        try:
-            cached_data = source.load_cached(feed, cached)
-            parsed = parse_payloads(feed, cached_data, with_index=False)
-        except AgentError as exc:
-            log.error("feed %s: the last good copy is unusable: %s", feed.name, exc)
-            return FeedOutcome(feed.name, "failed", cached.record, error=error or exc,
-                               refreshed=refresh)
-        finally:
-            clock.add("parse", started)
-    indicators, rejects, total, index = parsed
-    started = time.perf_counter()
-    guard = policy.check(indicators)
-    clock.add("guards", started)
-    return FeedOutcome(
-        name=feed.name, status=outcome_status, record=record, indicators=guard.accepted,
-        parsed=total, parse_rejects=len(rejects), reject_samples=tuple(rejects[:SAMPLE]),
-        guard=guard, error=error, stale=record is not None and source.expired(record, now),
-        data=data, index=index, refreshed=refresh,
-    )
 
 
 def run(
@@ -250,26 +120,32 @@ def run(
     refresh: Collection[str] | None = None,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> SyncResult:
     """One full pass. Never raises for a feed's or a backend's failure: it is in the result.
 
     `local` are the overrides read from local_dir (overrides.load, at the same `now`);
     `refresh` names the feeds to download (None: every feed), the others are merged from their
-    last good copy; `psl` is the public-suffix list (None: the guards load the default one).
+    last good copy; `psl` is the public-suffix list (None: the guards load the default one);
+    `cancel`, once set, skips the downloads still to come (the daemon has something more urgent).
     """
     now = now or utc_now()
     say = progress or (lambda _msg: None)
-    clock = _Clock()
+    clock = Clock()
     started_all = time.perf_counter()
+    if not dry_run:
+        _sweep(config, store)
     policy = Policy.from_config(config, own_addresses=own_addresses, psl=psl,
                                 now=int(now.timestamp()))
+    budget = Budget(config, cancel)
+    fetch = BudgetFetcher(fetcher, budget)
 
     outcomes = []
     for feed in config.feeds:
         due = refresh is None or feed.name in refresh
         say(f"feed {feed.name}: fetching {feed.url}" if due
             else f"feed {feed.name}: using its last good copy")
-        outcomes.append(process_feed(feed, fetcher, store, policy, now, clock,
+        outcomes.append(process_feed(feed, fetch, store, policy, now, budget, clock,
                                      with_index=not dry_run, refresh=due))
 
     started = time.perf_counter()
@@ -310,39 +186,106 @@ def run(
         ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial,
                            generation=int(meta.get("generation", 0)) + 1)
         started = time.perf_counter()
-        try:
-            for backend in backends:
-                say(f"applying to {backend.name}")
-                note = backend.apply(plan, blocklist, ctx)
-                result.notes.append(note)
-                log.info("%s", note)
-        except AgentError as exc:
-            log.error("apply failed: %s", exc)
-            result.error = exc
+        _apply(result, backends, plan, blocklist, ctx, say)
         clock.add("apply", started)
         if result.error is None:
             started = time.perf_counter()
-            _record(store, outcomes, blocklist, ctx, now)
-            result.applied = True
+            _record(result, store, ctx, now)
             clock.add("record", started)
     elif plan.held:
         log.warning("plan held: %s", plan.held)
 
     result.timings = dict(clock.timings, total=time.perf_counter() - started_all)
+    result.repairs = store.repairs()
     if not dry_run:
-        store.record_sync(result.to_dict(), when=now, refreshed=refresh)
+        _record_status(result, store, now, refresh)
     return result
 
 
-def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Blocklist,
-            ctx: ApplyContext, now: datetime) -> None:
-    for o in outcomes:
+def _sweep(config: Config, store: StateStore) -> None:
+    """What crashed runs left (temp files, stray generations): removed before anything new."""
+    zonefile = Path(config.dns.zonefile)
+    try:
+        removed = store.sweep([(zonefile.parent, f".{zonefile.name}"),
+                               (Path(config.local_dir), ".cli."),
+                               (Path("/tmp"), "blocklist-agent-")])
+    except OSError as exc:
+        log.warning("could not remove the leftovers of earlier runs: %s", exc)
+        return
+    if removed:
+        log.warning("removed %d leftover(s) of interrupted runs: %s", len(removed),
+                    ", ".join(str(p) for p in removed[:5]))
+
+
+def _apply(result: SyncResult, backends: Sequence[Backend], plan: Plan, blocklist: Blocklist,
+           ctx: ApplyContext, say: Callable[[str], None]) -> None:
+    """Every backend, each on its own: the first error is the sync's, all are in `backends`."""
+    for backend in backends:
+        say(f"applying to {backend.name}")
+        try:
+            note = backend.apply(plan, blocklist, ctx)
+        except Exception as exc:
+            error = contained(exc, stage="applying", where=f"backend {backend.name}",
+                              keep="the previous enforcement of this backend stays in place")
+            log.error("apply to %s failed: %s", backend.name, error)
+            result.backends.append({"name": backend.name, "applied": False, "note": None,
+                                    "error": error.to_dict()})
+            result.error = result.error or error
+            continue
+        result.notes.append(note)
+        result.backends.append({"name": backend.name, "applied": True, "note": note,
+                                "error": None})
+        log.info("%s", note)
+
+
+def _record(result: SyncResult, store: StateStore, ctx: ApplyContext, now: datetime) -> None:
+    """Each feed's new copy, then applied.json. A feed whose copy cannot be saved is that
+    feed's error (the kernel has it; the next sync fetches it again); applied.json that
+    cannot be written is the sync's error: the backends applied, the record did not."""
+    for i, o in enumerate(result.feeds):
         if o.data is None:
             continue
-        if o.data.fresh:
-            store.save_feed(o.data.record, o.data.files, o.index, _guard_lines(o.guard.rejected))
-        else:
-            store.update_feed_record(o.data.record)
-    feeds = {o.name: o.record.serial for o in outcomes if o.record is not None}
-    store.save_applied(blocklist, {"rpz_serial": ctx.rpz_serial, "generation": ctx.generation,
-                                   "applied_at": int(now.timestamp()), "feeds": feeds})
+        try:
+            if o.data.fresh:
+                store.save_feed(o.data.record, o.data.files, o.index,
+                                guard_lines(o.guard.rejected))
+            else:
+                store.update_feed_record(o.data.record)
+        except Exception as exc:
+            error = _write_error(exc, f"the new copy of feed {o.name}")
+            result.feeds[i] = replace(o, error=error, status="kept")
+    feeds = {o.name: o.record.serial for o in result.feeds if o.record is not None}
+    try:
+        store.save_applied(result.blocklist, {
+            "rpz_serial": ctx.rpz_serial, "generation": ctx.generation,
+            "applied_at": int(now.timestamp()), "feeds": feeds})
+    except Exception as exc:
+        result.error = _write_error(exc, "applied.json")
+        return
+    result.applied = True
+
+
+def _write_error(exc: Exception, what: str) -> AgentError:
+    if isinstance(exc, OSError):
+        error: AgentError = StateError(
+            f"applied to the kernel and the resolver, but {what} could not be written: "
+            f"{exc.strerror or exc}", where=str(exc.filename or ""), reason="state-write",
+            hint="free space or fix the state directory (df -h, dmesg); the next sync records "
+            "it; until then `status` and `why` show the previous record")
+    else:
+        error = contained(exc, stage="recording", where=what, keep="the next sync tries again")
+    log.error("%s", error)
+    return error
+
+
+def _record_status(result: SyncResult, store: StateStore, now: datetime,
+                   refresh: Collection[str] | None) -> None:
+    """status.json; when even that cannot be written the journal says so (the `status`
+    command then finds the disk problem itself, see StateStore.write_problem)."""
+    try:
+        store.record_sync(result.to_dict(), when=now, refreshed=refresh)
+    except Exception as exc:
+        error = _write_error(exc, "status.json")
+        log.error("the outcome of this sync (%s) is not in status.json: %s", result.result,
+                  error.what)
+        result.error = result.error or error

@@ -7,7 +7,7 @@ reload; it is the zone-file backend for large lists.
 
 from __future__ import annotations
 
-from agent.backends.dns_zonefile import ZoneFileBackend, command_from_config
+from agent.backends.dns_zonefile import CHECK_TIMEOUT, ZoneFileBackend, command_from_config
 from agent.config import Config
 from agent.errors import ApplyError
 from agent.util.command import first_lines
@@ -23,7 +23,7 @@ class BindBackend(ZoneFileBackend):
         dns = config.dns
         return cls(control=command_from_config(dns.control, ["rndc"], package="bind9"),
                    check=command_from_config(dns.check, ["named-checkzone"],
-                                             package="bind9-utils"))
+                                             package="bind9-utils", timeout=CHECK_TIMEOUT))
 
     def reload(self, zone: str) -> None:
         assert self.control is not None

@@ -27,8 +27,8 @@ from agent.errors import ApplyError
 from agent.merge import SET_NAMES, Blocklist
 from agent.plan import SetChange
 from agent.state import StateStore
-from agent.util.command import Failure, run
-from agent.util.fsutil import atomic_write, fsync_dir
+from agent.util.command import DEFAULT_TIMEOUT, Failure, run
+from agent.util.fsutil import atomic_write, fsync_dir, tmp_name
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class Command:
     that can be injected: a test or the lab puts `ip netns exec NS` in front, an operator
     puts `-c /etc/unbound/unbound.conf` behind (like agent.backends.nft_exec.Nft)."""
 
-    def __init__(self, command: Sequence[str], *, package: str, timeout: float = 600) -> None:
+    def __init__(self, command: Sequence[str], *, package: str,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         if not command:
             raise ValueError("empty command")
         self.command = list(command)
@@ -108,7 +109,7 @@ def check_zone_text(text: str, zone: str, serial: int) -> None:
 
 def _link_over(source: Path, target: Path) -> None:
     """Make `target` another name of `source`'s file, atomically (no copy of a big zone)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = tmp_name(target)
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     os.link(source, tmp)
@@ -154,6 +155,10 @@ def install_zone(path: Path, text: str, *, zone: str, serial: int, check: Comman
         _link_over(last_good, path)
         os.utime(path)  # newer than the failed load, or BIND answers "up-to-date" and keeps it
         fsync_dir(path.parent)
+        if exc.reason.endswith("-timeout"):  # a hung resolver: a second wait would hang too
+            exc.hint = (f"the last good zone was put back ({path}); the resolver did not answer, "
+                        f"so it was not asked to reload it. {exc.hint}")
+            raise
         try:
             reload()
             exc.hint = f"the last good zone was put back and reloaded. {exc.hint}"

@@ -8,7 +8,7 @@ zone (kresd would read them as odd names) and are enforced by nftables alone.
 
 from __future__ import annotations
 
-from agent.backends.dns_zonefile import ZoneFileBackend, command_from_config
+from agent.backends.dns_zonefile import CHECK_TIMEOUT, ZoneFileBackend, command_from_config
 from agent.config import Config, DnsConfig
 from agent.merge import Blocklist
 from agent.render.rpz import render_zone
@@ -20,7 +20,8 @@ class KnotResolverBackend(ZoneFileBackend):
     @classmethod
     def from_config(cls, config: Config) -> KnotResolverBackend:
         # dns.control is not needed: kresd watches the file.
-        return cls(check=command_from_config(config.dns.check, None, package="bind9-utils"))
+        return cls(check=command_from_config(config.dns.check, None, package="bind9-utils",
+                                             timeout=CHECK_TIMEOUT))
 
     def render(self, dns: DnsConfig, blocklist: Blocklist, serial: int) -> str:
         names_only = blocklist._replace(v4=frozenset(), v4_nets=frozenset(), v6=frozenset(),

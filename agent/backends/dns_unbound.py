@@ -8,7 +8,7 @@ million names, measured on Debian 12); above some tens of thousands of entries u
 
 from __future__ import annotations
 
-from agent.backends.dns_zonefile import ZoneFileBackend, command_from_config
+from agent.backends.dns_zonefile import CHECK_TIMEOUT, ZoneFileBackend, command_from_config
 from agent.config import Config
 from agent.errors import ApplyError
 from agent.util.command import first_lines
@@ -22,7 +22,8 @@ class UnboundBackend(ZoneFileBackend):
         dns = config.dns
         return cls(control=command_from_config(dns.control, ["unbound-control"],
                                                package="unbound"),
-                   check=command_from_config(dns.check, None, package="bind9-utils"))
+                   check=command_from_config(dns.check, None, package="bind9-utils",
+                                             timeout=CHECK_TIMEOUT))
 
     def reload(self, zone: str) -> None:
         assert self.control is not None

@@ -27,13 +27,16 @@ from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import Plan
 from agent.render.rpz import render_zone, zone_name
+from agent.util.command import CHECK_TIMEOUT, DEFAULT_TIMEOUT
+
+__all__ = ["CHECK_TIMEOUT", "ZoneFileBackend", "command_from_config"]
 
 
-def command_from_config(value: str | None, default: list[str] | None, *, package: str
-                        ) -> Command | None:
+def command_from_config(value: str | None, default: list[str] | None, *, package: str,
+                        timeout: float = DEFAULT_TIMEOUT) -> Command | None:
     """`dns.control` / `dns.check` (a command prefix, split like a shell would) or a default."""
     words = shlex.split(value) if value else default
-    return Command(words, package=package) if words else None
+    return Command(words, package=package, timeout=timeout) if words else None
 
 
 class ZoneFileBackend(Backend):

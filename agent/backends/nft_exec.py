@@ -1,29 +1,32 @@
 """The one executor of nft commands (like firewalld's): every kernel change goes through here.
 
-A script is written to a temp file and loaded with `nft -f`, which the kernel applies as one
-transaction: all of it or none of it. The command prefix is injectable so the tests and the
-benchmarks can run the very same code inside a network namespace (`ip netns exec NS nft`).
+A script is given to `nft -f -` on its standard input, which the kernel applies as one
+transaction: all of it or none of it. Nothing is written to /tmp (a crash left a script there
+each time; a 30 MB table over months fills a small disk). The command prefix is injectable so
+the tests and the benchmarks can run the very same code inside a network namespace
+(`ip netns exec NS nft`).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
-from agent.util.command import Failure, run
+from agent.util.command import NFT_TIMEOUT, Failure, run
 
 _FAILURE = Failure(
     family="nft",
     missing_hint="install the nftables package (apt-get install nftables)",
     timeout_hint="the previous ruleset stays in place; check the system load",
     failed_hint="the kernel refused the whole transaction, so the previous ruleset is still "
-    "in place; the script is kept for inspection (see the log)",
+    "in place; run `blocklist-agent sync --dry-run --render-to DIR` and `nft -c -f "
+    "DIR/ruleset.nft` to see the script",
     output_sep="\n    ",  # nft points at the culprit with ^^^ under it: keep the lines
 )
 
 
 class Nft:
-    def __init__(self, command: Sequence[str] = ("nft",), timeout: float = 600) -> None:
+    def __init__(self, command: Sequence[str] = ("nft",), timeout: float = NFT_TIMEOUT) -> None:
         self.command = list(command)
         self.timeout = timeout
 
@@ -34,7 +37,8 @@ class Nft:
 
     def load(self, script: str, *, check_only: bool = False) -> None:
         """Apply (or with check_only, only validate) one script as one transaction."""
-        with tempfile.NamedTemporaryFile("w", prefix="blocklist-agent-", suffix=".nft") as tmp:
-            tmp.write(script)
-            tmp.flush()
-            self.run(*(["-c"] if check_only else []), "-f", tmp.name)
+        self.run(*(["-c"] if check_only else []), "-f", "-", input_text=script)
+
+    def check_file(self, path: Path) -> None:
+        """`nft -c -f PATH`: would this file load (a boot file, before it replaces the old)?"""
+        self.run("-c", "-f", str(path))

@@ -11,6 +11,12 @@ peer quarantine, a repair — goes through `TableWriter`, under the kernel lock 
    the kernel now holds, the skeleton hash), `enforced.nft` + `isolation.nft` for the boot
    path, `break-glass.nft`, `isolation.json`.
 
+Each boot file is checked with `nft -c -f` before it replaces the old one, and its sha256 is
+kept in `nftables.json`: a sync that changes nothing still finds a damaged boot file and writes
+it again. A record that cannot be written (a full disk) never stops the kernel change (the
+kill switch must cut on a full disk too): the commit stands, `nftables.json` is dropped so the
+next apply is a full reload, and a StateError names every file that did not persist.
+
 A crash between 2 and 3 leaves `pending`; a sync whose DNS apply failed after nftables
 committed leaves a generation other than applied.json's. Either way the kernel's content is
 not what the records say, and the next apply is a full reload: one atomic transaction that is
@@ -22,13 +28,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
+from pathlib import Path
 
 from agent.backends.base import ApplyContext
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation, KernelView
 from agent.config import Config, FirewallConfig
-from agent.errors import ApplyError
+from agent.errors import AgentError, ApplyError, StateError
 from agent.isolation import record
 from agent.isolation.model import IsolationState
 from agent.merge import Blocklist
@@ -94,36 +103,68 @@ class TableWriter:
     def _commit(self, script: str, *, generation: int | None, blocklist: Blocklist | None,
                 isolation: IsolationState, now: int) -> None:
         """Mark pending, commit, read back, write every record. Called under the lock."""
+        failed: list[str] = []
         rec = self.store.load_nft_record()
         if rec:
-            self.store.save_nft_record({**rec, "pending": True})
+            _attempt(failed, "nftables.json",
+                     lambda: self.store.save_nft_record({**rec, "pending": True}))
         self.nft.load(script)
         skeleton = self.view.skeleton_hash()
         rec = {**rec, "table": self.fw.table, "config": config_hash(self.fw),
                "skeleton": skeleton, "pending": False}
         if generation is not None:
             rec["generation"] = generation
-        self._write_boot_files(isolation, now, blocklist)
-        record.save(self.store, isolation)
-        if generation is not None or self.store.has_nft_record():
-            self.store.save_nft_record(rec)
+        rec["boot"] = {**rec.get("boot", {}),
+                       **self._write_boot_files(isolation, now, blocklist, failed)}
+        _attempt(failed, "isolation.json", lambda: record.save(self.store, isolation))
+        if failed:
+            self.store.forget_nft_record()  # the next apply reloads whole, whatever was written
+        elif generation is not None or self.store.has_nft_record():
+            _attempt(failed, "nftables.json", lambda: self.store.save_nft_record(rec))
+        if failed:
+            raise StateError(
+                "the kernel holds the change, but these files were NOT written: "
+                + "; ".join(failed), where=str(self.store.root), reason="state-write",
+                hint="free space or fix the state directory (df -h, dmesg), then run the command "
+                "again: until then a reboot loads the previous boot files")
 
     def _write_boot_files(self, isolation: IsolationState, now: int,
-                          blocklist: Blocklist | None) -> None:
+                          blocklist: Blocklist | None, failed: list[str]) -> dict[str, str]:
+        """isolation.nft, break-glass.nft and (with `blocklist`) enforced.nft, each checked by
+        `nft -c` first; returns the sha256 of each file written."""
         iso_script = render_isolation_script(self.fw, isolation, now)
-        self.store.save_isolation_boot(iso_script)
-        self.store.save_break_glass(render_break_glass(self.fw, isolation, now))
+        files: list[tuple[str, str, Callable[..., Path]]] = [
+            ("isolation.nft", iso_script, self.store.save_isolation_boot),
+            ("break-glass.nft", render_break_glass(self.fw, isolation, now),
+             self.store.save_break_glass)]
         if blocklist is not None:
             include = _include(str(self.store.isolation_boot_path()))
             table = render_table(self.fw, blocklist)
-            self.store.save_boot_ruleset(table + (include or iso_script))
+            files.append(("enforced.nft", table + (include or iso_script),
+                          self.store.save_boot_ruleset))
+        written = {}
+        for name, text, save in files:
+            if _attempt(failed, name, partial(save, text, check=self.nft.check_file)):
+                written[name] = _sha(text)
+        return written
+
+    def boot_files_damaged(self) -> list[str]:
+        """The boot files whose content is not what was last written (truncated, edited)."""
+        rec = self.store.load_nft_record()
+        return [name for name, digest in (rec.get("boot") or {}).items()
+                if self.store.boot_file_sha256(name) != digest]
 
     def refresh_isolation_boot(self, now: int) -> None:
         """Rewrite isolation.nft with the time now left (the daemon, each minute, while a
         deadline runs), so that a reboot keeps the remaining time, not the whole length."""
         with self.store.kernel_lock(self.lock_timeout):
             state = self._carried_isolation(now)
-            self.store.save_isolation_boot(render_isolation_script(self.fw, state, now))
+            text = render_isolation_script(self.fw, state, now)
+            self.store.save_isolation_boot(text, check=self.nft.check_file)
+            rec = self.store.load_nft_record()
+            if rec:
+                self.store.save_nft_record(
+                    {**rec, "boot": {**rec.get("boot", {}), "isolation.nft": _sha(text)}})
 
     def _full_reason(self, plan: Plan, ctx: ApplyContext, current: str | None) -> str | None:
         rec = self.store.load_nft_record()
@@ -149,6 +190,10 @@ class TableWriter:
             now = record.now()
             why_full = self._full_reason(plan, ctx, self.view.skeleton_hash())
             if why_full is None:
+                damaged = self.boot_files_damaged()
+                if plan.empty and damaged:
+                    self._commit_boot_only(blocklist, now, damaged)
+                    return f"nftables: unchanged; boot files rewritten ({', '.join(damaged)})"
                 if plan.empty:
                     self.store.save_nft_record(
                         {**self.store.load_nft_record(), "generation": ctx.generation})
@@ -165,6 +210,19 @@ class TableWriter:
             log.warning("nftables: full reload of table %s: %s", self.fw.table, why_full)
             self._reload(blocklist, ctx.generation, now)
             return f"nftables: full reload ({why_full})"
+
+    def _commit_boot_only(self, blocklist: Blocklist, now: int, damaged: list[str]) -> None:
+        """The kernel is right but a boot file is not: write them again (no kernel change)."""
+        log.error("nftables: boot files damaged (%s): writing them again", ", ".join(damaged))
+        failed: list[str] = []
+        written = self._write_boot_files(self._carried_isolation(now), now, blocklist, failed)
+        rec = self.store.load_nft_record()
+        _attempt(failed, "nftables.json", lambda: self.store.save_nft_record(
+            {**rec, "boot": {**rec.get("boot", {}), **written}}))
+        if failed:
+            raise StateError("these boot files are damaged and could not be written again: "
+                             + "; ".join(failed), where=str(self.store.root),
+                             reason="state-write", hint="free space or fix the state directory")
 
     def _reload(self, blocklist: Blocklist, generation: int | None, now: int) -> None:
         iso = self._carried_isolation(now)
@@ -223,3 +281,22 @@ class TableWriter:
         log.warning("nftables: repaired set %s (+%d -%d): %s", set_name, len(add), len(delete),
                     reason)
         return f"nftables: repaired set {set_name}: +{len(add)} -{len(delete)} ({reason})"
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _attempt(failed: list[str], name: str, write: Callable[[], object]) -> bool:
+    """One record write after the kernel changed: a failure is noted, never raised, so that
+    the other records are still tried and the caller reports them all at once."""
+    try:
+        write()
+    except OSError as exc:
+        failed.append(f"{name} ({exc.strerror or exc})")
+    except AgentError as exc:
+        failed.append(f"{name} ({exc.what.splitlines()[0]})")
+    else:
+        return True
+    log.error("nftables: could not write %s after the kernel commit: %s", name, failed[-1])
+    return False

@@ -174,4 +174,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("blocklist-agent: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full disk, or a bug: a message, the traceback to the log
+        if args.debug:
+            raise
+        logging.getLogger("agent").error("unexpected error", exc_info=exc)
+        if isinstance(exc, OSError):
+            what = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+            message = f"cannot complete the command: {what}"
+        else:
+            message = (f"unexpected error: {type(exc).__name__}: {str(exc)[:200]} (a bug; "
+                       "run with --debug for the traceback and report it)")
+        if out.json:
+            print(json.dumps({"error": {"reason": "internal", "message": message}}, indent=2))
+        print(f"blocklist-agent: {message}", file=sys.stderr)
+        return 1
 

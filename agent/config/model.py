@@ -109,6 +109,11 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     isolation: IsolationConfig = field(default_factory=IsolationConfig)
     metrics_file: str | None = None  # node_exporter textfile path
+    # one sync: the feeds still to download after this many seconds are refused for the round
+    sync_timeout: int = 300
+    # what one sync holds in memory, all feeds together (a 1 GB gateway: ~400 MB for these)
+    max_sync_bytes: int = 256 * 1024 * 1024
+    max_sync_indicators: int = 2_000_000
 
     def feed(self, name: str) -> FeedConfig | None:
         for feed in self.feeds:

@@ -14,7 +14,12 @@ Promises, in the order an on-call person cares about them:
 - SIGHUP, or an edit of the configuration file, reloads it; a configuration that does not load
   is refused and the running one kept; a change in local_dir (allow/deny) is applied at once;
 - SIGTERM lets the step in progress finish (a download under way, or an apply), starts no new
-  download, and exits 0.
+  download, and exits 0;
+- a sync runs in a worker thread while the main thread keeps the watchdog fed, lifts isolation
+  deadlines and takes SIGHUP and local_dir changes (which cut the downloads still to come, so
+  an urgent `allow` waits for one request at most); pings stop once a sync has overrun
+  sync_timeout by HANG_GRACE, so a sync that really hangs is still what the watchdog catches;
+- one daemon per state directory: a second one refuses to start, naming the first.
 """
 
 from __future__ import annotations
@@ -48,10 +53,11 @@ from agent.util.timefmt import utc_now
 
 log = logging.getLogger(__name__)
 BUSY_RETRY = 5.0  # seconds before trying again when another command holds the state lock
+HANG_GRACE = 300.0  # seconds past sync_timeout for the apply (nft, resolver: each bounded)
 METRICS_EVERY = 60.0  # seconds: ages in the textfile move even when nothing is synced
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):
     """SIGTERM arrived during a sync: stop before the next download (nothing applied yet)."""
 
 
@@ -106,6 +112,8 @@ class Daemon:
         self.last_metrics = float("-inf")
         self.metrics_error = ""
         self.watcher: Any = None
+        self.instance: Any = None  # the daemon lock, held while running
+        self.reloads = 0  # configuration generation: a sync started before a reload is old
 
     # -- start, loop, stop --------------------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +122,7 @@ class Daemon:
         self.config, self.backends = self._load()
         self.store = StateStore(self.config.state_dir)
         self.store.ensure()
+        self.instance = self.store.hold_daemon_lock()
         self.journal.event(logging.INFO, f"starting with {self.config.path} "
                            f"({len(self.config.feeds)} feeds)", ACTION="start")
         self._rearm_watcher()
@@ -169,6 +178,9 @@ class Daemon:
         if self.watcher is not None:
             stop_watcher(self.watcher)
             self.watcher = None
+        if self.instance is not None:
+            self.instance.close()  # releases the daemon lock
+            self.instance = None
         self.journal.event(logging.INFO, "stopping; the nftables table and the RPZ zone stay "
                            "enforced", ACTION="stop")
 
@@ -227,6 +239,7 @@ class Daemon:
             self._reload_notify("READY=1")
             return
         self.config, self.backends = config, backends
+        self.reloads += 1
         self.store = StateStore(config.state_dir)
         self.schedule = sched.initial(self._feed_intervals(), self.clock())
         self._rearm_watcher()
@@ -246,7 +259,7 @@ class Daemon:
     # -- one sync -----------------------------------------------------------------------------
     def sync(self, refresh: frozenset[str]) -> None:
         """One pipeline run refreshing `refresh` (the other feeds from their last good copy)."""
-        config, store = self.config, self.store
+        config, store, reloads = self.config, self.store, self.reloads
         self.status("syncing: " + (", ".join(sorted(refresh)) if refresh
                                    else "re-applying the last good state"))
         try:
@@ -258,11 +271,14 @@ class Daemon:
                     self.schedule = sched.busy(self.schedule, self.clock(), BUSY_RETRY)
                     return
                 now = utc_now()
-                result = pipeline.run(
+                cancel = threading.Event()
+                backends = self.backends
+                result = self._in_worker(config, cancel, lambda: pipeline.run(
                     config, fetcher=_Stoppable(self.fetcher, self._before_get), store=store,
                     local=overrides.load(config.local_dir, now=int(now.timestamp())),
-                    backends=self.backends, own_addresses=self.own_addresses(),
-                    psl=default_psl(), refresh=refresh, now=now, progress=self._progress)
+                    backends=backends, own_addresses=self.own_addresses(),
+                    psl=default_psl(), refresh=refresh, now=now, progress=self._progress,
+                    cancel=cancel))
         except Interrupted:
             raise
         except Exception as exc:  # a bug or an unreadable state dir: report, back off, go on
@@ -276,9 +292,12 @@ class Daemon:
                         "enforced")
             return
         outcomes = {o.name: o for o in result.feeds}
-        self.schedule = sched.after_sync(
-            self.schedule, {n: outcomes[n].error is None for n in refresh if n in outcomes},
-            apply_failed=result.error is not None, now=self.clock(), rand=self.rand())
+        cut = {n for n, o in outcomes.items() if o.error and o.error.reason == "sync-interrupted"}
+        if reloads == self.reloads:  # else the new configuration's schedule stands as it is
+            self.schedule = sched.after_sync(
+                self.schedule, {n: outcomes[n].error is None for n in refresh
+                                if n in outcomes and n not in cut},
+                apply_failed=result.error is not None, now=self.clock(), rand=self.rand())
         report.journal_sync(self.journal, result)
         self.write_metrics()
         if not self.ready and result.error is None:
@@ -286,6 +305,34 @@ class Daemon:
             notify("READY=1")
         wakeup = sched.next_wakeup(self.schedule)
         self.status(report.summary(result, None if wakeup is None else wakeup - self.clock()))
+
+    def _in_worker(self, config: Config, cancel: threading.Event,
+                   work: Callable[[], pipeline.SyncResult]) -> pipeline.SyncResult:
+        """Run `work` in a thread; meanwhile feed the watchdog, lift isolation deadlines, and
+        on SIGHUP or a local_dir change cut the downloads still to come (`cancel`)."""
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = work()
+            except BaseException as exc:  # re-raised in the main thread below
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, name="sync", daemon=True)
+        started = self.clock()
+        worker.start()
+        while worker.is_alive():
+            worker.join(timeout=0.5)
+            if self.clock() - started < config.sync_timeout + HANG_GRACE:
+                self.ping()  # past that, silence: the watchdog restarts a hung daemon
+            if self.reload_requested or self.pending.dirty():
+                cancel.set()
+            with contextlib.suppress(Exception):  # reported by the method itself
+                self._isolation_deadlines()
+        if "error" in box:
+            raise box["error"]
+        result: pipeline.SyncResult = box["result"]
+        return result
 
     def _before_get(self) -> None:
         if self.stopping.is_set():

@@ -45,6 +45,11 @@ class Pending:
                 self.local_at = None
         return config, local
 
+    def dirty(self) -> bool:
+        """Has anything changed that the loop has not acted upon yet?"""
+        with self.lock:
+            return self.config_at is not None or self.local_at is not None
+
     def deadlines(self) -> list[float]:
         """When the changes seen so far become due (the loop must wake up then)."""
         with self.lock:

@@ -8,6 +8,7 @@ for a feed's several files.
 
     file                   written by, when                        after a crash
     lock                   a sync or an override edit, throughout  nothing to recover (flock)
+    daemon.lock, local.lock  the running daemon (pid, command); override edits (locks.py)
     kernel.lock            the one writer of the nftables table    nothing to recover (flock);
                            (agent.backends.nft_writer), around     its holder's pid inside
                            each commit and the records after it
@@ -39,7 +40,10 @@ for a feed's several files.
                            record.json (serial, hashes, ETag), index.tsv and rejects.tsv
                            (provenance of every accepted and refused value, for `why`);
                            a crash mid-write leaves a stray gen-* that the next save removes
-    .NAME.*.tmp            a write in progress; removed on failure, harmless if left
+    damaged/               state files that failed their check on read (health.py), moved
+                           aside for inspection and named in status; the newest 10 are kept
+    .NAME.blocklist-agent-PID.*.tmp   a write in progress; removed on failure, and by the next
+                           sync once process PID is gone (a kill -9 mid-write)
 
 Losing the directory loses the offline start and the rollback protection (the serials last
 accepted); the next sync then fetches every feed and reloads every enforcement point whole.
@@ -48,22 +52,23 @@ accepted); the next sync then fetches every feed and reloads every enforcement p
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from agent.errors import StateError
 from agent.merge import Blocklist
+from agent.state import health, locks
 from agent.state.feeds import INDEX, RECORD, REJECTS, CachedFeed, FeedRecord
 from agent.state.status import after_sync
-from agent.util.fsutil import atomic_write, fsync_dir
+from agent.util.fsutil import atomic_write, fsync_dir, sweep, tmp_name
 from agent.util.timefmt import iso_z
 
 LOCK = "lock"
@@ -74,6 +79,8 @@ ISOLATION = "isolation.json"
 ENFORCED_NFT = "enforced.nft"
 ISOLATION_NFT = "isolation.nft"
 KERNEL_LOCK = "kernel.lock"
+DAEMON_LOCK = "daemon.lock"
+LOCAL_LOCK = "local.lock"
 BREAK_GLASS_NFT = "break-glass.nft"
 NFT_RECORD = "nftables.json"
 DNS_RECORD = "dns.json"
@@ -83,6 +90,7 @@ FEEDS = "feeds"
 class StateStore:
     def __init__(self, state_dir: str | Path) -> None:
         self.root = Path(state_dir)
+        self.quarantine = health.Quarantine(self.root)
 
     # -- plumbing -------------------------------------------------------------------------
     def ensure(self) -> None:
@@ -98,67 +106,69 @@ class StateStore:
     def lock(self, wait: bool = True) -> Iterator[None]:
         """An exclusive lock: one sync at a time, whoever starts it."""
         self.ensure()
-        with open(self.root / LOCK, "a+b") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise StateError(
-                    "another blocklist-agent command is changing the state right now",
-                    where=str(self.root / LOCK), hint="wait for it to finish and try again",
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with locks.exclusive(self.root / LOCK, wait=wait,
+                             busy="another blocklist-agent command is changing the state right "
+                             "now", hint="wait for it to finish and try again"):
+            yield
 
     @contextlib.contextmanager
     def kernel_lock(self, timeout: float = 30.0) -> Iterator[None]:
-        """The one writer's lock around every change of the nftables table and the records of
-        it: short (a commit and a few files), so a waiting `isolate` waits seconds at most."""
+        """The one writer's lock around every change of the nftables table and its records."""
         self.ensure()
-        path = self.root / KERNEL_LOCK
-        with open(path, "a+b") as handle:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        holder = path.read_text(errors="replace").strip() or "unknown"
-                        raise StateError(
-                            f"the nftables table is being changed by another process "
-                            f"(pid {holder}) for more than {timeout:.0f} s",
-                            where=str(path), hint="check `ps -p PID`; try again") from None
-                    time.sleep(0.02)
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n".encode())
-            handle.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with locks.with_timeout(self.root / KERNEL_LOCK, timeout):
+            yield
 
-    def _read_json(self, name: str) -> Any:
+    @contextlib.contextmanager
+    def local_lock(self) -> Iterator[None]:
+        """One edit of the command-line override files at a time (waits: edits are short)."""
+        self.ensure()
+        with locks.exclusive(self.root / LOCAL_LOCK, wait=True, busy="", hint=""):
+            yield
+
+    def hold_daemon_lock(self) -> IO[bytes]:
+        """The running daemon's lock (StateError naming the other daemon if one runs)."""
+        self.ensure()
+        return locks.hold_instance(self.root / DAEMON_LOCK)
+
+    def _read_json(self, name: str, check: health.Check = health.check_mapping) -> Any:
+        """The document, or None when it is missing or damaged (then moved aside)."""
         path = self.root / name
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        doc, problem = health.read_checked(path, check)
+        if problem is not None:
+            self.quarantine.set_aside(path, problem)
             return None
-        except (OSError, ValueError) as exc:
-            raise StateError(
-                f"cannot read {name}: {exc}", where=str(path),
-                hint="move the file aside; the next sync rebuilds it from the feeds",
-            ) from None
+        return doc
 
     def _read_record(self, name: str) -> dict[str, Any]:
         """A file the agent can do without (rebuilt, or a safe default): {} if unusable."""
-        try:
-            data = json.loads((self.root / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+        data = self._read_json(name)
         return data if isinstance(data, dict) else {}
+
+    def set_aside(self, name: str, why: str) -> None:
+        """A file whose content its reader refused (isolation.json of a wrong shape)."""
+        path = self.root / name
+        if path.exists():
+            self.quarantine.set_aside(path, why)
+
+    def repairs(self) -> list[dict[str, str]]:
+        """The damaged files moved aside since the last call, for the sync result and status."""
+        return self.quarantine.take()
+
+    def sweep(self, elsewhere: Iterable[tuple[Path, str]] = ()) -> list[Path]:
+        """Remove the temp files and stray generations that crashed runs left (in state_dir,
+        and in `elsewhere`: (directory, name prefix) of the agent's files in shared folders).
+        Called under the sync lock, so no live writer of a generation can be running."""
+        removed = sweep([self.root], recursive=True)
+        for directory, prefix in elsewhere:
+            removed += sweep([directory], prefix=prefix)
+        base = self.root / FEEDS
+        for feed in base.iterdir() if base.is_dir() else ():
+            current = os.path.realpath(feed / "current")
+            for gen in feed.glob("gen-*"):
+                if str(gen.resolve()) != current:
+                    shutil.rmtree(gen, ignore_errors=True)
+                    removed.append(gen)
+        return removed
 
     def _write_json(self, name: str, data: Any) -> None:
         self.ensure()
@@ -174,18 +184,27 @@ class StateStore:
         return self.root / FEEDS / name
 
     def load_feed(self, name: str) -> CachedFeed | None:
+        """The last good copy, or None (none yet, or damaged: then moved aside, and the feed
+        is downloaded again whole)."""
         current = self._feed_dir(name) / "current"
         record_path = current / RECORD
-        try:
-            data = json.loads(record_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        data, problem = health.read_checked(record_path,
+                                            lambda d: health.check_feed_record(d, name))
+        if problem is not None:
+            self.set_aside_feed(name, f"{RECORD}: {problem}")
             return None
-        except (OSError, ValueError) as exc:
-            raise StateError(
-                f"the record of feed {name!r} is unreadable: {exc}", where=str(record_path),
-                hint=f"remove {current} and run `blocklist-agent sync` to fetch the feed again",
-            ) from None
+        if data is None:
+            return None
         return CachedFeed(FeedRecord.from_json(data), current.resolve())
+
+    def set_aside_feed(self, name: str, why: str) -> None:
+        """The last good copy of a feed failed its check: move its generation aside."""
+        current = self._feed_dir(name) / "current"
+        gen = current.resolve()
+        if gen.is_dir() and gen.parent == self._feed_dir(name).resolve():
+            self.quarantine.set_aside(gen, why)
+        with contextlib.suppress(FileNotFoundError):
+            current.unlink()
 
     def save_feed(
         self,
@@ -206,8 +225,7 @@ class StateStore:
         atomic_write(gen / INDEX, "".join(index).encode())
         atomic_write(gen / REJECTS, "".join(rejects).encode())
         atomic_write(gen / RECORD, json.dumps(asdict(record), indent=1).encode())
-        link = root / "current"
-        tmp_link = root / f".current.{os.getpid()}"
+        tmp_link = tmp_name(link := root / "current")
         with contextlib.suppress(FileNotFoundError):
             tmp_link.unlink()
         tmp_link.symlink_to(gen.name)
@@ -231,7 +249,7 @@ class StateStore:
 
     # -- applied blocklist, status, history -----------------------------------------------
     def load_applied(self) -> tuple[Blocklist, dict[str, Any]] | None:
-        data = self._read_json(APPLIED)
+        data = self._read_json(APPLIED, health.check_applied)
         if data is None:
             return None
         return Blocklist.from_json(data.get("sets", {})), data.get("meta", {})
@@ -249,7 +267,7 @@ class StateStore:
             return None
 
     def load_status(self) -> dict[str, Any]:
-        data = self._read_json(STATUS)
+        data = self._read_json(STATUS, health.check_status)
         return data if isinstance(data, dict) else {}
 
     def save_status(self, data: dict[str, Any]) -> None:
@@ -263,8 +281,12 @@ class StateStore:
         else:
             applied = self.load_applied()
             enforced = (applied[0] if applied else Blocklist()).counts()
-        self.save_status(after_sync(self.load_status(), sync, enforced=enforced, stamp=iso_z(when),
-                                    refreshed=refreshed))
+        previous = self.load_status()
+        status = after_sync(previous, sync, enforced=enforced, stamp=iso_z(when),
+                            refreshed=refreshed)
+        status["state_repairs"] = health.recent_repairs(previous, list(sync.get(
+            "state_repairs", [])) + self.repairs(), iso_z(when))
+        self.save_status(status)
 
     def append_history(self, event: dict[str, Any]) -> None:
         """Append one audit line; O_APPEND writes of one line are atomic enough for an audit."""
@@ -286,9 +308,11 @@ class StateStore:
     def save_isolation(self, data: dict[str, Any]) -> None:
         self._write_json(ISOLATION, data)
 
-    def save_boot_ruleset(self, text: str) -> Path:
-        """enforced.nft, loaded by blocklist-agent-boot.service before the network is up."""
-        self._write_text(ENFORCED_NFT, text)
+    def save_boot_ruleset(self, text: str, check: Callable[[Path], None] | None = None) -> Path:
+        """enforced.nft, loaded by blocklist-agent-boot.service before the network is up;
+        `check` (nft -c) refuses a file that would not load before it replaces the old one."""
+        self.ensure()
+        atomic_write(self.root / ENFORCED_NFT, text.encode(), check=check)
         return self.root / ENFORCED_NFT
 
     def boot_ruleset_tail(self, size: int = 4096) -> str | None:
@@ -300,16 +324,30 @@ class StateStore:
         except OSError:
             return None
 
-    def save_isolation_boot(self, text: str) -> Path:
+    def save_isolation_boot(self, text: str, check: Callable[[Path], None] | None = None
+                            ) -> Path:
         """isolation.nft, included by enforced.nft: the kill switch with its time left."""
-        self._write_text(ISOLATION_NFT, text)
+        self.ensure()
+        atomic_write(self.root / ISOLATION_NFT, text.encode(), check=check)
         return self.root / ISOLATION_NFT
+
+    def boot_file_sha256(self, name: str) -> str | None:
+        """sha256 of a boot file (enforced.nft, isolation.nft, break-glass.nft) or None."""
+        digest = hashlib.sha256()
+        try:
+            with open(self.root / name, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return None
+        return digest.hexdigest()
 
     def isolation_boot_path(self) -> Path:
         return self.root / ISOLATION_NFT
 
-    def save_break_glass(self, text: str) -> Path:
-        self._write_text(BREAK_GLASS_NFT, text)
+    def save_break_glass(self, text: str, check: Callable[[Path], None] | None = None) -> Path:
+        self.ensure()
+        atomic_write(self.root / BREAK_GLASS_NFT, text.encode(), check=check)
         return self.root / BREAK_GLASS_NFT
 
     def load_nft_record(self) -> dict[str, Any]:

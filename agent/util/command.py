@@ -2,6 +2,10 @@
 
 Every call has a deadline and its failures become `ApplyError`s that name the command, what it
 printed and what to do, with a reason code of the caller's family (`nft-*`, `dns-command-*`).
+
+The deadlines fit inside the service's watchdog (WatchdogSec=3min): a resolver that hangs (a
+SIGSTOPped Unbound accepts its control connection and never answers) costs one failed apply,
+never a watchdog kill in the middle of a sync, again after each restart.
 """
 
 from __future__ import annotations
@@ -11,6 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.errors import ApplyError
+
+DEFAULT_TIMEOUT = 30.0  # seconds: a resolver's control command answers in well under a second
+NFT_TIMEOUT = 120.0  # seconds: a full reload of a million elements takes nft about 20 s
+CHECK_TIMEOUT = 120.0  # seconds: named-checkzone reads a million-name zone in about 20 s
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ of the fetcher and the publisher, so that what a manifest may name is what can b
 
 from __future__ import annotations
 
+MAX_COMPONENT = 200  # bytes of one path component
+
 
 def payload_path_problem(path: object) -> str | None:
     """Why `path` cannot name a file of a feed, or None when it can.
@@ -23,6 +25,22 @@ def payload_path_problem(path: object) -> str | None:
         return "must not contain ':' (no URLs or drive letters)"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
         return "must not contain control characters"
-    if any(part in ("", ".", "..") for part in path.split("/")):
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
         return "must not contain empty, '.' or '..' components"
+    if any(len(part.encode("utf-8")) > MAX_COMPONENT for part in parts):
+        # a file system takes 255 bytes a name; the cache adds a temp prefix and suffix
+        return f"has a component longer than {MAX_COMPONENT} bytes"
+    return None
+
+
+def collision(paths: list[str]) -> str | None:
+    """A path that is also the directory of another one (`a` and `a/b`): both cannot be
+    files of one feed directory."""
+    names = set(paths)
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in names:
+                return f"{'/'.join(parts[:i])!r} is both a file and the directory of {path!r}"
     return None

@@ -28,6 +28,7 @@ from agent.verify.manifest import (
     Manifest,
     check_payload,
     parse_manifest,
+    payload_path_error,
     verify_manifest,
 )
 from agent.verify.minisign import PublicKey, load_public_key
@@ -150,8 +151,11 @@ def _record(feed: FeedConfig, m: Manifest, resp: Response, files: dict[str, byte
 
 
 def _list_name(url: str) -> str:
+    """The cached list's file name, from its URL when that is a safe, free name."""
     name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "list.txt"
-    return name if name not in (MANIFEST_NAME, SIGNATURE_NAME) else "list.txt"
+    if payload_path_error(name) is not None or payload_path_error(name + ".minisig") is not None:
+        return "list.txt"
+    return name
 
 
 def _fetch_list_feed(

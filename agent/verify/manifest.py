@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.errors import VerifyError
-from agent.util.feedpath import payload_path_problem
+from agent.util.feedpath import collision, payload_path_problem
 from agent.util.timefmt import human_utc
 from agent.verify.minisign import PublicKey, verify
 
@@ -34,7 +34,9 @@ _RFC3339_UTC = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)"
 )
 _PAYLOAD_FORMAT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_RESERVED = {MANIFEST_NAME, SIGNATURE_NAME}
+# the feed's own two files, and the files the state directory keeps beside the payloads
+# (agent.state.feeds: RECORD, INDEX, REJECTS): a payload named record.json would replace it
+_RESERVED = {MANIFEST_NAME, SIGNATURE_NAME, "record.json", "index.tsv", "rejects.tsv"}
 _KEEP = "the last good feed stays enforced"
 
 
@@ -86,7 +88,7 @@ def payload_path_error(path: object) -> str | None:
     two names the feed itself takes."""
     problem = payload_path_problem(path)
     if problem is None and path in _RESERVED:
-        return "is reserved for the manifest and its signature"
+        return "is reserved for the manifest, its signature and the agent's own records"
     return problem
 
 
@@ -150,8 +152,10 @@ def parse_manifest(data: bytes, *, key_id: str = "") -> Manifest:
             object_pairs_hook=_no_duplicate_keys,
             parse_constant=_no_constant,
         )
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _malformed(f"not UTF-8 JSON: {exc}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: a 5000-digit number too
+        raise _malformed(f"not UTF-8 JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise _malformed("not UTF-8 JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise _malformed(f"the top level must be a JSON object, got {type(obj).__name__}")
     missing, unknown = sorted(_TOP_FIELDS - obj.keys()), sorted(obj.keys() - _TOP_FIELDS)
@@ -172,6 +176,9 @@ def parse_manifest(data: bytes, *, key_id: str = "") -> Manifest:
         if p.path in seen:
             raise _malformed(f"payload path {p.path!r} is listed twice")
         seen.add(p.path)
+    clash = collision([p.path for p in parsed])
+    if clash is not None:
+        raise _malformed(f"payload paths collide: {clash}")
     return Manifest(
         format=FORMAT,
         publisher=publisher,

@@ -119,6 +119,9 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
         state_dir: /srv/bla/state
         local_dir: /srv/bla/local.d
         metrics_file: /srv/metrics/bla.prom
+        sync_timeout: 2m
+        max_sync_bytes: 64MiB
+        max_sync_indicators: 500000
         feeds:
           - name: cert-sante
             url: https://feeds.example.org/cert/manifest.json
@@ -219,6 +222,8 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
         ("clinique-2", ("198.51.100.0/25", "2001:db8:2::/48")),
     )
     assert config.metrics_file == "/srv/metrics/bla.prom"
+    assert (config.sync_timeout, config.max_sync_bytes, config.max_sync_indicators) == (
+        120, 64 * 1024 * 1024, 500_000)
     # Every setting was given a non-default value above: a field added to the dataclasses but
     # not read by the loader (accepted, then silently ignored) fails here.
     objects: list[object] = [config, config.guards, config.firewall, config.dns, config.isolation]

@@ -1,4 +1,8 @@
-"""allow / deny / unallow / undeny: the hospital's own overrides, audited."""
+"""allow / deny / unallow / undeny: the hospital's own overrides, audited.
+
+Each edit is a read-modify-write of cli.allow or cli.deny, made under the state directory's
+`local.lock`: twenty `allow` commands started at once keep twenty entries.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +32,11 @@ def cmd_add(args: argparse.Namespace, out: Output) -> int:
                              hint="the guard rails protect this value; see guards in the config")
     now = now_ts()
     expires = now + args.duration if args.duration else None
-    entry = overrides.add(config.local_dir, args.action, args.value, reason=args.reason,
-                          author=operator(), expires=expires, now=now)
-    StateStore(config.state_dir).append_history(
+    store = StateStore(config.state_dir)
+    with store.local_lock():
+        entry = overrides.add(config.local_dir, args.action, args.value, reason=args.reason,
+                              author=operator(), expires=expires, now=now)
+    store.append_history(
         {"event": args.action, "value": entry.indicator.value, "by": entry.author,
          "reason": args.reason, "expires": entry.expires})
     out.emit({"added": entry.to_dict()},
@@ -40,12 +46,14 @@ def cmd_add(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_remove(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
+    store = StateStore(config.state_dir)
     try:
-        removed, elsewhere = overrides.remove(config.local_dir, args.action, args.value)
+        with store.local_lock():
+            removed, elsewhere = overrides.remove(config.local_dir, args.action, args.value)
     except InvalidValue as exc:
         raise UsageError(f"{args.value!r}: {exc}") from None
     if removed:
-        StateStore(config.state_dir).append_history(
+        store.append_history(
             {"event": f"un{args.action}", "value": args.value, "by": operator()})
     doc = {"removed": removed, "elsewhere": elsewhere}
     lines = []

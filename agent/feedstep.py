@@ -1,0 +1,284 @@
+"""One feed's part of a sync (fetch, verify, parse, validate), with its faults kept inside it.
+
+docs/design.md §2: a feed that cannot be fetched, fails verification or is mostly malformed is
+refused and its last good copy stays in the merge. Here that holds for *any* fault of one
+feed, not only the foreseen ones: a parser's csv.Error, a 5000-digit serial, a RecursionError
+in a deep JSON document or a bug are that feed's refusal (reason `internal-STAGE`, traceback in
+the journal); the other feeds and the local overrides are merged and applied as usual.
+
+The `Budget` bounds the whole sync: a total time (`sync_timeout`) after which the feeds still
+to download are refused for this round, and caps on the payload bytes and indicators one sync
+holds in memory (`max_sync_bytes`, `max_sync_indicators`), so that a publisher's mistake cannot
+exhaust a 1 GB gateway. The daemon can also `cancel` the downloads still to come (SIGHUP, a new
+local override) to get to the apply sooner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agent import formats
+from agent.config import Config, FeedConfig
+from agent.errors import AgentError, FetchError, FormatError, contained
+from agent.fetch import Fetcher, Response
+from agent.guards import GuardReject, GuardResult, Policy
+from agent.indicators import Indicator, Reject
+from agent.state import CachedFeed, FeedRecord, StateStore
+from agent.verify import feed as source
+
+log = logging.getLogger(__name__)
+SAMPLE = 20  # rejects kept per feed for status and the plan printout
+_KEEP = "its last good copy stays enforced"
+Parsed = tuple[list[Indicator], list[Reject], int, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class FeedOutcome:
+    """What one feed contributed to this sync, and what went wrong with it."""
+
+    name: str
+    status: str  # updated | unchanged | kept (refused: last good kept) | failed (nothing kept)
+    record: FeedRecord | None
+    indicators: tuple[Indicator, ...] = ()
+    parsed: int = 0
+    parse_rejects: int = 0
+    reject_samples: tuple[Reject, ...] = ()
+    guard: GuardResult = field(default_factory=lambda: GuardResult((), ()))
+    error: AgentError | None = None
+    stale: bool = False  # the enforced copy is past its `expires`
+    data: source.FeedData | None = None  # fresh data to record once applied
+    index: tuple[str, ...] = ()
+    refreshed: bool = True  # False: not due in this sync, its last good copy was used
+
+    @property
+    def failing(self) -> bool:
+        """Refused, or enforcing an expired copy: what makes a sync `partial`."""
+        return self.error is not None or self.stale
+
+    def to_dict(self) -> dict[str, Any]:
+        rec = self.record
+        return {
+            "name": self.name, "status": self.status,
+            "serial": rec.serial if rec else None,
+            "publisher": rec.publisher if rec else None,
+            "issued": rec.issued if rec else None,
+            "expires": rec.expires if rec else None,
+            "stale": self.stale,
+            "parsed": self.parsed, "accepted": len(self.indicators),
+            "parse_rejects": self.parse_rejects,
+            "reject_samples": [r.to_dict() for r in self.reject_samples],
+            "guard_rejects": self.guard.counts(),
+            "guard_samples": [
+                {"value": g.indicator.value, "reason": g.reason, "detail": g.detail}
+                for g in self.guard.rejected[:SAMPLE]
+            ],
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+
+class Clock:
+    """Seconds spent per stage, summed over the feeds (the `timings` of a sync)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def add(self, stage: str, started: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
+
+
+class Budget:
+    """What is left of one sync's time, payload bytes and indicators."""
+
+    def __init__(self, config: Config, cancel: threading.Event | None = None) -> None:
+        self.seconds = config.sync_timeout
+        self.end = time.monotonic() + config.sync_timeout
+        self.bytes_left = config.max_sync_bytes
+        self.indicators_left = config.max_sync_indicators
+        self.config = config
+        self.cancel = cancel or threading.Event()
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def check_time(self, where: str) -> None:
+        """Raise the refusal of a download that may not start any more."""
+        if self.cancel.is_set():
+            raise FetchError("download skipped: the daemon cut this sync short (configuration "
+                             "reload or a local override change)", where=where,
+                             reason="sync-interrupted",
+                             hint=f"retried at once by the daemon; {_KEEP}")
+        if self.remaining() <= 0:
+            raise FetchError(
+                f"download skipped: the sync ran out of its sync_timeout ({self.seconds:.0f} s)",
+                where=where, reason="sync-timeout",
+                hint=f"{_KEEP}; the feed is tried again at the next sync. If the feed servers "
+                "are this slow, raise sync_timeout in the configuration")
+
+    def take(self, feed: FeedConfig, size: int, count: int) -> None:
+        """Account for one feed's payload bytes and indicators, or refuse them."""
+        cfg = self.config
+        if size > self.bytes_left:
+            raise FormatError(
+                f"this feed's {size:,} payload bytes would exceed max_sync_bytes "
+                f"({cfg.max_sync_bytes:,}) for the whole sync", where=f"feed {feed.name}",
+                reason="sync-too-large",
+                hint=f"{_KEEP}; raise max_sync_bytes if the gateway has the memory, or ask the "
+                "publisher why the feed grew")
+        if count > self.indicators_left:
+            raise FormatError(
+                f"this feed's {count:,} entries would exceed max_sync_indicators "
+                f"({cfg.max_sync_indicators:,}) for the whole sync", where=f"feed {feed.name}",
+                reason="sync-too-large",
+                hint=f"{_KEEP}; raise max_sync_indicators if the gateway has the memory")
+        self.bytes_left -= size
+        self.indicators_left -= count
+
+
+class BudgetFetcher(Fetcher):
+    """The sync's fetcher, cut at the sync's deadline: no download starts after it, and none
+    runs past it (each request's timeout is clamped to the time left)."""
+
+    def __init__(self, inner: Fetcher, budget: Budget) -> None:
+        self.inner = inner
+        self.budget = budget
+
+    def get(self, url: str, *, max_size: int, timeout: float, etag: str | None = None,
+            last_modified: str | None = None, ca_file: str | None = None) -> Response:
+        self.budget.check_time(url)
+        clamped = max(0.1, min(timeout, self.budget.remaining()))
+        try:
+            return self.inner.get(url, max_size=max_size, timeout=clamped, etag=etag,
+                                  last_modified=last_modified, ca_file=ca_file)
+        except FetchError:
+            if clamped < timeout:
+                self.budget.check_time(url)  # the sync's deadline, not the feed's timeout
+            raise
+
+
+def parse_payloads(feed: FeedConfig, data: source.FeedData, *, with_index: bool) -> Parsed:
+    """Parse every payload; refuse the whole update if too many lines are malformed."""
+    indicators: list[Indicator] = []
+    rejects: list[Reject] = []
+    index: list[str] = []
+    for path, fmt, body in data.payloads:
+        parsed = formats.parse(body, fmt or "auto")
+        inds = parsed.indicators
+        if feed.subdomains:
+            inds = tuple(i._replace(subdomains=True) if i.type == "domain" else i for i in inds)
+        indicators.extend(inds)
+        rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
+        if with_index:
+            index.extend(f"{i.value}\t{'*' if i.subdomains else ''}\t{path}:{i.ref}\n"
+                         for i in inds)
+    total = len(indicators) + len(rejects)
+    if total and len(rejects) / total > feed.max_reject_ratio:
+        first = rejects[0]
+        raise FormatError(
+            f"{len(rejects)} of {total} entries are malformed ({len(rejects) / total:.0%}, more "
+            f"than max_reject_ratio {feed.max_reject_ratio:.0%}); first: {first.ref}: "
+            f"{first.reason}",
+            where=f"feed {feed.name}",
+            hint="the payload is probably in another format than declared, or damaged; the last "
+            "good copy stays enforced. Check `blocklist-agent parse` on the file",
+        )
+    return indicators, rejects, total, tuple(index)
+
+
+def guard_lines(rejected: Sequence[GuardReject]) -> list[str]:
+    return [f"{g.indicator.value}\t{g.reason}\t{g.detail}\n" for g in rejected]
+
+
+def _cached(feed: FeedConfig, store: StateStore, verify: bool) -> CachedFeed | None:
+    """The last good copy, checked before it is used for anything (its ETag included): a copy
+    that fails its check is moved aside, so the feed is downloaded whole, unconditionally,
+    instead of a 304 keeping a damaged cache for ever."""
+    cached = store.load_feed(feed.name)
+    if cached is None or not verify:
+        return cached
+    try:
+        source.load_cached(feed, cached)  # verified, then dropped: memory for one copy only
+    except Exception as exc:
+        problem = contained(exc, stage="verifying the cached copy", where=f"feed {feed.name}",
+                            keep="it is downloaded again")
+        store.set_aside_feed(feed.name, f"the cached copy failed its check: {problem.what}")
+        return None
+    return cached
+
+
+def _accepted(feed: FeedConfig, data: source.FeedData, policy: Policy, budget: Budget,
+              clock: Clock, with_index: bool) -> tuple[Parsed, GuardResult]:
+    budget.take(feed, sum(len(body) for _, _, body in data.payloads), 0)
+    started = time.perf_counter()
+    try:
+        parsed = parse_payloads(feed, data, with_index=with_index)
+    finally:
+        clock.add("parse", started)
+    budget.take(feed, 0, parsed[2])
+    started = time.perf_counter()
+    try:
+        return parsed, policy.check(parsed[0])
+    finally:
+        clock.add("guards", started)
+
+
+def process_feed(
+    feed: FeedConfig, fetcher: Fetcher, store: StateStore, policy: Policy, now: datetime,
+    budget: Budget, clock: Clock, *, with_index: bool, refresh: bool = True,
+) -> FeedOutcome:
+    """One feed's contribution: downloaded and verified if `refresh`, else its last good copy.
+    Never raises: whatever goes wrong is this feed's refusal."""
+    where = f"feed {feed.name}"
+    try:
+        cached = _cached(feed, store, verify=refresh)
+    except Exception as exc:
+        return FeedOutcome(feed.name, "failed", None, refreshed=refresh, error=contained(
+            exc, stage="reading the cached copy", where=where, keep="it is downloaded again"))
+    if not refresh and cached is None:
+        return FeedOutcome(feed.name, "failed", None, refreshed=False, error=FetchError(
+            f"feed {feed.name!r} has no good copy yet and is not due for download",
+            reason="pending", hint="the daemon retries it by itself; see `blocklist-agent status`"))
+    error: AgentError | None = None
+    data: source.FeedData | None = None
+    result: tuple[Parsed, GuardResult] | None = None
+    if refresh:
+        started = time.perf_counter()
+        try:
+            data = source.fetch(feed, fetcher, cached, now)
+        except Exception as exc:
+            error = contained(exc, stage="fetching and verifying", where=where, keep=_KEEP)
+        clock.add("fetch_verify", started)
+    status = "updated" if data is not None and data.fresh else "unchanged"
+    if data is not None and data.fresh:
+        try:
+            result = _accepted(feed, data, policy, budget, clock, with_index)
+        except Exception as exc:
+            error, data = contained(exc, stage="parsing", where=where, keep=_KEEP), None
+    record = data.record if data is not None else (cached.record if cached else None)
+    if result is None:
+        if error is not None:
+            status = "kept" if cached else "failed"
+            log.error("feed %s refused: %s", feed.name, error)
+        if cached is None:
+            return FeedOutcome(feed.name, "failed", None, error=error)
+        try:
+            result = _accepted(feed, source.load_cached(feed, cached), policy, budget, clock,
+                               False)
+        except Exception as exc:
+            problem = contained(exc, stage="parsing the cached copy", where=where,
+                                keep="nothing of this feed is enforced until it is fetched again")
+            log.error("feed %s: the last good copy is unusable: %s", feed.name, problem)
+            return FeedOutcome(feed.name, "failed", cached.record, error=error or problem,
+                               refreshed=refresh)
+    (_, rejects, total, index), guard = result
+    return FeedOutcome(
+        name=feed.name, status=status, record=record, indicators=guard.accepted,
+        parsed=total, parse_rejects=len(rejects), reject_samples=tuple(rejects[:SAMPLE]),
+        guard=guard, error=error, stale=record is not None and source.expired(record, now),
+        data=data, index=index, refreshed=refresh,
+    )
