@@ -48,9 +48,13 @@ class ConfigError(AgentError):
 
 
 class FetchError(AgentError):
-    """A feed could not be downloaded; the last good copy stays enforced."""
+    """A feed could not be downloaded; the last good copy stays enforced.
+
+    `retry_after`: seconds the server asked to wait (HTTP Retry-After), honoured by the daemon.
+    """
 
     default_reason = "fetch"
+    retry_after: float | None = None
 
 
 class VerifyError(AgentError):

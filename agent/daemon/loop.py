@@ -298,6 +298,10 @@ class Daemon:
                 self.schedule, {n: outcomes[n].error is None for n in refresh
                                 if n in outcomes and n not in cut},
                 apply_failed=result.error is not None, now=self.clock(), rand=self.rand())
+            for name, o in outcomes.items():
+                wait = getattr(o.error, "retry_after", None)
+                if wait is not None and name in refresh:
+                    self.schedule = sched.not_before(self.schedule, name, self.clock() + wait)
         report.journal_sync(self.journal, result)
         self.write_metrics()
         if not self.ready and result.error is None:

@@ -142,3 +142,12 @@ def next_wakeup(schedule: Schedule) -> float | None:
     if schedule.resync is not None:
         times.append(schedule.resync)
     return min(times) if times else None
+
+
+def not_before(schedule: Schedule, name: str, when: float) -> Schedule:
+    """A server asked (Retry-After) not to be asked again before `when`: the feed waits at
+    least that long, whatever its backoff says."""
+    timer = schedule.feeds.get(name)
+    if timer is None or timer.due >= when:
+        return schedule
+    return replace(schedule, feeds={**schedule.feeds, name: replace(timer, due=when)})

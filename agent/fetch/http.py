@@ -8,7 +8,9 @@ docstrings of `deadline` and `body`.
 
 from __future__ import annotations
 
+import email.utils
 import os
+from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -95,7 +97,9 @@ class HttpFetcher(Fetcher):
                             last_modified=response.headers.get("Last-Modified") or last_modified,
                         )
                     if status != 200:
-                        raise failure.http(status, response.reason or "")
+                        error = failure.http(status, response.reason or "")
+                        error.retry_after = retry_after(response.headers.get("Retry-After"))
+                        raise error
                     data = read_body(response, max_size, deadline, failure)
                     return Response(
                         url=current,
@@ -172,3 +176,24 @@ def _redirect_target(
         )
     seen.add(target)
     return target
+
+
+MAX_RETRY_AFTER = 86400.0  # seconds: a server asking for more is asked again after a day
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped; None if absent
+    or unreadable. A 429 or 503 with it says when the server wants to be asked again: asking
+    sooner only prolongs the refusal."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, min((when - datetime.now(UTC)).total_seconds(), MAX_RETRY_AFTER))

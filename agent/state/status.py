@@ -51,6 +51,7 @@ def after_sync(
             "time": stamp, "result": sync["result"], "applied": sync["applied"],
             "error": sync["error"], "plan": sync["plan"],
             "duration": sync["timings"].get("total", 0.0),
+            "backends": sync.get("backends", []),
         },
         "feeds": feeds,
         "guard_rejects": dict(guard_totals),

@@ -76,6 +76,10 @@ def plan_text(result: pipeline.SyncResult) -> str:
         lines.append("  what to do: check the feed (blocklist-agent status, why), then run "
                      "`blocklist-agent sync --force` if the change is expected")
     lines += result.notes
+    lines += [f"{b['name']}: APPLY FAILED ({b['error']['reason']})" for b in result.backends
+              if not b["applied"]]
+    lines += [f"state file {r['file']} was damaged ({r['problem']}): moved to "
+              f"{r['moved_to'] or 'nowhere'}, rebuilt" for r in result.repairs]
     for name, path in result.rendered.items():
         lines.append(f"rendered {name}: {path}")
     if result.error:
@@ -117,6 +121,8 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         "guard_rejects": status.get("guard_rejects", {}),
         "overrides": status.get("overrides", {}),
     }
+    doc["state_dir"] = {"path": str(store.root), "problem": store.write_problem(),
+                        "repairs": status.get("state_repairs", []) + store.repairs()}
     doc["firewall"] = firewall_status(config, store)
     doc["dns"] = dns_status(config)
     doc["isolation"] = (isolation_status(config, store, int(time.time()))
@@ -132,7 +138,7 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         healthy = healthy and doc["dns"]["in_sync"] is not False
     # the kernel is the truth: where it and the intent disagree, status says so first and fails
     doc["kernel_disagrees"] = list((doc["firewall"] or {}).get("disagreements", []))
-    healthy = healthy and not doc["kernel_disagrees"]
+    healthy = healthy and not doc["kernel_disagrees"] and doc["state_dir"]["problem"] is None
     doc["healthy"] = healthy
     out.emit(doc, lambda: status_text(doc))
     return EXIT_OK if healthy else EXIT_FAIL
@@ -174,6 +180,11 @@ def status_text(doc: dict[str, Any]) -> str:
         lines += ["  what to do: the running daemon repairs this within seconds; otherwise "
                   "run `blocklist-agent sync` (or `nft -f /var/lib/blocklist-agent/enforced.nft`)",
                   ""]
+    sd = doc.get("state_dir") or {}
+    if sd.get("problem"):
+        lines += [f"{red}STATE DIRECTORY {sd['path']} CANNOT BE WRITTEN: {sd['problem']}{reset}",
+                  "  what to do: free space or fix the disk (df -h, dmesg); the last sync may have "
+                  "applied more than what is shown below", ""]
     iso = doc.get("isolation")
     if iso and (iso["active"] or iso["peers"]):  # first, and in red on a terminal
         lines += [isolation_text(iso, color=sys.stdout.isatty()), ""]
@@ -186,6 +197,10 @@ def status_text(doc: dict[str, Any]) -> str:
             lines.append("  what to do: check, then `blocklist-agent sync --force`")
         if last.get("error"):
             lines.append(f"  apply failed: {last['error']['message']}")
+        for b in last.get("backends") or []:
+            lines.append(f"  {b['name']}: " + (b["note"] if b["applied"] else
+                                               f"FAILED ({b['error']['reason']}): "
+                                               f"{b['error']['message']}"))
     else:
         lines.append("last sync: never (run `blocklist-agent sync`)")
     for name, f in sorted(doc["feeds"].items()):
@@ -207,6 +222,9 @@ def status_text(doc: dict[str, Any]) -> str:
             detail = ", ".join(f"{k} {v}" for k, v in sorted(guard.items()))
             lines.append(f"  rejected: {f.get('parse_rejects', 0)} malformed"
                          + (f", guards: {detail}" if detail else ""))
+    for r in sd.get("repairs", [])[:3]:
+        lines.append(f"repaired {r.get('time', '')}: {r['file']} was damaged ({r['problem']}); "
+                     f"moved to {r['moved_to'] or 'nowhere'} and rebuilt")
     enforced = doc["enforced"]
     lines.append("enforced: " + (", ".join(f"{k} {_n(v)}" for k, v in enforced.items() if v)
                                  or "nothing"))
