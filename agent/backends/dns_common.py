@@ -114,6 +114,10 @@ def _link_over(source: Path, target: Path) -> None:
         tmp.unlink()
     os.link(source, tmp)
     os.replace(tmp, target)
+    # rename(2) of two names of one file does nothing and keeps both: when `target` already
+    # was `source` (a sync that failed before the swap), the temp name would stay for ever
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
 
 
 def install_zone(path: Path, text: str, *, zone: str, serial: int, check: Command | None,

@@ -52,6 +52,7 @@ accepted); the next sync then fetches every feed and reloads every enforcement p
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -267,7 +268,12 @@ class StateStore:
         try:
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, b"\0" * 65536)
+                left = 65536  # a short write means the next one fails: write it all
+                while left > 0:
+                    written = os.write(fd, b"\0" * left)
+                    if written <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    left -= written
                 os.fsync(fd)
             finally:
                 os.close(fd)
