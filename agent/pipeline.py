@@ -133,6 +133,7 @@ def run(
     say = progress or (lambda _msg: None)
     clock = Clock()
     started_all = time.perf_counter()
+    store.quarantine.dry_run = dry_run
     if not dry_run:
         _sweep(config, store)
     policy = Policy.from_config(config, own_addresses=own_addresses, psl=psl,

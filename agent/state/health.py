@@ -134,8 +134,13 @@ class Quarantine:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.moved: list[dict[str, str]] = []
+        self.dry_run = False  # `sync --dry-run` changes nothing: the file is only reported
 
     def set_aside(self, path: Path, why: str) -> dict[str, str]:
+        if self.dry_run:
+            entry = {"file": str(path), "problem": why, "moved_to": ""}
+            self.moved.append(entry)
+            return entry
         folder = self.root / DAMAGED
         try:
             rel = str(path.relative_to(self.root))

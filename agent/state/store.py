@@ -201,6 +201,9 @@ class StateStore:
     def set_aside_feed(self, name: str, why: str) -> None:
         """The last good copy of a feed failed its check: move its generation aside."""
         current = self._feed_dir(name) / "current"
+        if self.quarantine.dry_run:
+            self.quarantine.set_aside(current, why)
+            return
         gen = current.resolve()
         if gen.is_dir() and gen.parent == self._feed_dir(name).resolve():
             self.quarantine.set_aside(gen, why)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,8 +193,6 @@ def test_leftovers_of_killed_writers_are_removed_by_the_next_sync(
             feed / "gen-9-1"]
     for path in left:
         path.write_text("x") if path.name != "gen-9-1" else path.mkdir()
-    import os
-    import time
     old = time.time() - 3600
     os.utime(left[1], (old, old))
     os.utime(left[2], (old, old))
@@ -218,3 +218,104 @@ def test_store_validates_the_shape_of_every_state_file(tmp_path: Path) -> None:
     assert sorted(Path(m["file"]).name for m in moved) == ["applied.json", "isolation.json",
                                                            "nftables.json"]
     assert all(Path(m["moved_to"]).exists() for m in moved)
+
+
+def _addresses(first: int, count: int) -> str:
+    return "".join(f"45.{first}.{i // 250}.{i % 250 + 1}\n" for i in range(count))
+
+
+def test_the_indicator_cap_refuses_the_feed_that_passes_it(
+        publish: Callable[..., Any], write_config: Callable[..., Path], server: HttpServer,
+        cli: Cli, enforced: Callable[[], dict[str, list[str]]]) -> None:
+    publish("a", _addresses(1, 700))
+    publish("b", _addresses(2, 700))
+    write_config({"name": "a", "url": server.url("/a/manifest.json")},
+                 {"name": "b", "url": server.url("/b/manifest.json")},
+                 max_sync_indicators=1000)
+    result = cli("sync", "--json")
+    assert result.code == 1
+    feeds = {f["name"]: f for f in result.json["feeds"]}
+    assert feeds["a"]["error"] is None and feeds["a"]["accepted"] == 700
+    assert feeds["b"]["error"]["reason"] == "sync-too-large"
+    assert "max_sync_indicators" in feeds["b"]["error"]["message"]
+    assert len(enforced()["v4"]) == 700
+
+
+@pytest.mark.slow
+def test_sync_timeout_refuses_the_feeds_still_pending(
+        publish: Callable[..., Any], write_config: Callable[..., Path], server: HttpServer,
+        cli: Cli) -> None:
+    from lab.httpserver import Reply
+
+    publish("good", GOOD)
+    publish("late", "45.3.3.3\n")
+    server.route("/slow/manifest.json", Reply(body=b"{}", delay=30))
+    write_config({"name": "good", "url": server.url("/good/manifest.json")},
+                 {"name": "slow", "url": server.url("/slow/manifest.json"), "timeout": "60s"},
+                 {"name": "late", "url": server.url("/late/manifest.json")},
+                 sync_timeout="10s")
+    started = time.monotonic()
+    result = cli("sync", "--json")
+    assert time.monotonic() - started < 20
+    feeds = {f["name"]: f for f in result.json["feeds"]}
+    assert feeds["good"]["error"] is None
+    assert feeds["slow"]["error"]["reason"] == "sync-timeout"
+    assert feeds["late"]["error"]["reason"] == "sync-timeout"
+    assert result.json["applied"] is True
+
+
+def test_one_failing_backend_does_not_hide_what_another_applied(
+        publish: Callable[..., Any], write_config: Callable[..., Path], server: HttpServer,
+        state_dir: Path) -> None:
+    from agent import config as config_mod
+    from agent import overrides, pipeline
+    from agent.backends.base import Backend
+    from agent.fetch import HttpFetcher
+
+    applied: list[int] = []
+
+    class Broken(Backend):
+        name = "broken"
+
+        def apply(self, plan: Any, blocklist: Any, ctx: Any) -> str:
+            raise RuntimeError("a bug")
+
+    class Works(Backend):
+        name = "works"
+
+        def apply(self, plan: Any, blocklist: Any, ctx: Any) -> str:
+            applied.append(blocklist.total)
+            return "works: applied"
+
+    publish("cert", GOOD)
+    config = config_mod.load(write_config({"name": "cert",
+                                           "url": server.url("/cert/manifest.json")}))
+    result = pipeline.run(config, fetcher=HttpFetcher(), store=StateStore(state_dir),
+                          local=overrides.Overrides.empty(), backends=[Broken(), Works()])
+    assert applied == [1]
+    assert [(b["name"], b["applied"]) for b in result.backends] == [("broken", False),
+                                                                    ("works", True)]
+    assert result.error is not None and result.error.reason == "internal-applying"
+    assert "RuntimeError: a bug" in result.error.what and not result.applied
+    status = json.loads((state_dir / "status.json").read_text())
+    assert [b["name"] for b in status["last_sync"]["backends"]] == ["broken", "works"]
+
+
+def test_retry_after_is_read_as_seconds_or_a_date() -> None:
+    from agent.fetch.http import retry_after
+
+    assert retry_after("120") == 120.0
+    assert retry_after(None) is None and retry_after("soon") is None
+    assert retry_after("99999999") == 86400.0
+    later = retry_after("Wed, 01 Jan 2098 00:00:00 GMT")
+    assert later == 86400.0
+    assert retry_after("Wed, 01 Jan 2020 00:00:00 GMT") == 0.0
+
+
+def test_retry_after_delays_the_feeds_next_attempt() -> None:
+    from agent.daemon import schedule as sched
+
+    s = sched.initial([("cert", 900.0)], 0.0)
+    later = sched.not_before(s, "cert", 3600.0)
+    assert later.feeds["cert"].due == 3600.0
+    assert sched.not_before(later, "cert", 10.0) == later
