@@ -319,3 +319,44 @@ def test_retry_after_delays_the_feeds_next_attempt() -> None:
     later = sched.not_before(s, "cert", 3600.0)
     assert later.feeds["cert"].due == 3600.0
     assert sched.not_before(later, "cert", 10.0) == later
+
+
+def test_the_daemon_stays_responsive_while_a_long_download_runs(
+        publish: Callable[..., Any], write_config: Callable[..., Path], server: HttpServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watchdog pings and isolation deadlines go on during a sync; a SIGHUP cuts the
+    downloads still to come, and those feeds are due again at once, not backed off."""
+    import threading
+
+    from agent.daemon import loop
+    from lab.httpserver import Reply
+
+    publish("late", GOOD)
+    config = write_config({"name": "slow", "url": server.url("/slow/manifest.json")},
+                          {"name": "late", "url": server.url("/late/manifest.json")})
+    pings: list[float] = []
+    monkeypatch.setattr(loop, "notify", lambda *a: pings.append(time.monotonic())
+                        if "WATCHDOG=1" in a else None)
+    daemon = Daemon(str(config), watch=False, own_addresses=list)
+    daemon.start()
+    daemon.watchdog = 1.0  # a ping every 0.5 s
+    deadline_checks: list[float] = []
+    monkeypatch.setattr(daemon, "_isolation_deadlines",
+                        lambda: deadline_checks.append(time.monotonic()))
+    server.route("/slow/manifest.json", Reply(status=404, delay=4))
+    threading.Timer(1.0, lambda: setattr(daemon, "reload_requested", True)).start()
+    started = time.monotonic()
+    daemon.sync(frozenset({"slow", "late"}))
+    took = time.monotonic() - started
+    try:
+        assert 3.5 < took < 10
+        status = json.loads((Path(daemon.config.state_dir) / "status.json").read_text())
+        assert status["feeds"]["late"]["error"]["reason"] == "sync-interrupted"
+        during = [t for t in pings if started <= t <= started + took]
+        gaps = [b - a for a, b in zip([started, *during], [*during, started + took],
+                                      strict=True)]
+        assert max(gaps) < 1.2, gaps
+        assert len([t for t in deadline_checks if t <= started + took]) >= 5
+        assert daemon.schedule.feeds["late"].failures == 0  # cut short, not failed
+    finally:
+        daemon.close()
