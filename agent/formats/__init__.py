@@ -42,7 +42,8 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
     # `source: misp-feed` (agent.fetch), not a `format:` of the configuration
     "misp-attributes": parse_misp_attributes,
 }
-FORMAT_NAMES: tuple[str, ...] = tuple(PARSERS)
+# what `format:` and `parse --format` accept; misp-attributes is the API sources' own
+FORMAT_NAMES: tuple[str, ...] = tuple(name for name in PARSERS if name != "misp-attributes")
 
 __all__ = ["FORMAT_NAMES", "parse", "sniff"]
 
