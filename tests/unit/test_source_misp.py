@@ -204,3 +204,18 @@ def test_filters_reach_misp_under_its_own_names(
     sets = enforced()
     assert "45.137.21.9" not in sets["v4"]
     assert "login-ameli-secure.example" not in sets["names"]
+
+
+def test_a_stalled_server_is_a_timeout_and_the_copy_is_kept(
+    tmp_path: Path, server: HttpServer, write_config: Callable[..., Path], cli: Cli,
+    enforced: Callable[[], dict[str, list[str]]],
+) -> None:
+    config(write_config, server, secret_file(tmp_path, KEY), timeout="1s")
+    assert cli("sync").code == 0
+    before = enforced()
+    server.route("/attributes/restSearch", Reply(delay=3, body=b"{}"))
+    result = cli("sync", "--json")
+    assert result.code == 1
+    assert result.json["feeds"][0]["error"]["reason"] == "timeout"
+    assert result.json["feeds"][0]["status"] == "kept"
+    assert enforced() == before
