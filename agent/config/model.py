@@ -41,7 +41,8 @@ class MispFilters:
     excludeDecayed) so that an operator can check them against the MISP documentation.
     """
 
-    to_ids: bool = True  # only attributes flagged for detection (also enforced by the agent)
+    # ask MISP for attributes flagged for detection only (the agent never blocks another one)
+    to_ids: bool = True
     published: bool | None = None  # None: published and unpublished events
     tags: tuple[str, ...] = ()  # any of these tags (MISP's OR); "!tag" excludes
     last: int | None = None  # seconds: events published within this window

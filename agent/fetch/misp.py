@@ -67,8 +67,9 @@ def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: da
             uuid = attribute.get("uuid")
             if not isinstance(uuid, str) or not uuid:
                 continue
-            if is_true(attribute.get("deleted"), False) or (
-                    filters.to_ids and not is_true(attribute.get("to_ids"), True)):
+            # deleted, or no longer for detection: gone (the agent never blocks either)
+            if is_true(attribute.get("deleted"), False) or not is_true(
+                    attribute.get("to_ids"), True):
                 attributes.pop(uuid, None)
             else:
                 attributes[uuid] = _trimmed(attribute)

@@ -58,7 +58,7 @@ def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: da
         if not _UUID.fullmatch(uuid) or not isinstance(meta, dict):
             raise pull.shape(response, f"manifest.json lists {uuid[:60]!r}, not an event uuid")
         stamp = str(meta.get("timestamp", ""))
-        name = f"{uuid.lower()}.json"
+        name = f"{uuid}.json"
         data = kept.get(name) if known.get(uuid) == stamp and stamp else None
         if data is None:
             event = pull.call("GET", base + name, headers)

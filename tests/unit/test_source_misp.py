@@ -219,3 +219,19 @@ def test_a_stalled_server_is_a_timeout_and_the_copy_is_kept(
     assert result.json["feeds"][0]["error"]["reason"] == "timeout"
     assert result.json["feeds"][0]["status"] == "kept"
     assert enforced() == before
+
+
+def test_the_daemon_pulls_api_sources_too(
+    tmp_path: Path, server: HttpServer, misp: MispStandIn, write_config: Callable[..., Path],
+    enforced: Callable[[], dict[str, list[str]]],
+) -> None:
+    from agent.daemon.loop import Daemon
+
+    path = config(write_config, server, secret_file(tmp_path, KEY))
+    daemon = Daemon(str(path), rand=lambda: 0.0, own_addresses=list, watch=False)
+    try:
+        daemon.start()
+        daemon.step()
+    finally:
+        daemon.close()
+    assert misp.bodies and "185.220.101.7" in enforced()["v4"]
