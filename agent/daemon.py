@@ -42,6 +42,7 @@ from agent.errors import AgentError, FetchError, StateError
 from agent.fetch import Fetcher, HttpFetcher, Response
 from agent.guards import Policy
 from agent.notify import Journal, notify, watchdog_interval
+from agent.psl import default as public_suffixes
 from agent.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,7 @@ class Daemon:
     def _load(self) -> tuple[Config, list[Backend]]:
         config = config_mod.load(self.config_path)
         backends = list(self.make_backends(config))
-        Policy.from_config(config)
+        Policy.from_config(config, psl=public_suffixes())
         return config, backends
 
     def _feed_intervals(self) -> list[tuple[str, float]]:

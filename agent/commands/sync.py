@@ -17,6 +17,7 @@ from agent.errors import UsageError
 from agent.fetch import HttpFetcher
 from agent.guards import Policy
 from agent.indicators import InvalidValue
+from agent.psl import default as public_suffixes
 from agent.state import StateStore
 from agent.why import explain
 
@@ -229,7 +230,7 @@ def firewall_text(fw: dict[str, Any]) -> list[str]:
 def cmd_why(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     store = StateStore(config.state_dir)
-    policy = Policy.from_config(config)
+    policy = Policy.from_config(config, psl=public_suffixes())
     try:
         answer = explain(args.value, store, config.local_dir, policy)
     except InvalidValue as exc:
@@ -284,7 +285,7 @@ def why_text(a: dict[str, Any]) -> str:
 def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     backends_for(config)
-    Policy.from_config(config)
+    Policy.from_config(config, psl=public_suffixes())
     out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds)},
              lambda: "" if not out.verbose else f"{config.path}: OK")
     return EXIT_OK
