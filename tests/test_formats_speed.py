@@ -1,4 +1,4 @@
-"""The plain bulk path stays close to the cost of the normalizer itself (design section 3)."""
+"""The plain bulk path stays close to the cost of the normalizer itself (docs/design.md §3)."""
 
 from __future__ import annotations
 
