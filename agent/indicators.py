@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from agent.netrange import span, to_text
+from agent.netrange import prefix_span, to_text
 from agent.util.hostport import HostPortError, split_host_port
 
 IPV4 = "ipv4"
@@ -127,7 +127,7 @@ def normalize_ip(text: str) -> tuple[str, str]:
     plen = int(length)
     if plen == bits:
         return kind, socket.inet_ntop(family, packed)
-    network, _ = span(f"{addr}/{plen}", family)
+    network, _ = prefix_span(int.from_bytes(packed, "big"), plen, family)
     return kind, f"{to_text(network, family)}/{plen}"
 
 
@@ -230,7 +230,7 @@ def normalize(text: str, *, ref: str = "", expires: int | None = None) -> Indica
         token = token[1:]
     first = token[:1]
     if first.isdigit() or ":" in token or first == "[":
-        candidate = strip_port(token)
+        candidate = strip_port(token) if ":" in token else token  # no colon, no port
         try:
             kind, value = normalize_ip(candidate)
         except InvalidValue:

@@ -45,11 +45,16 @@ def to_text(value: int, family: int) -> str:
 def span(cidr: str, family: int) -> Span:
     """(first, last) of an address or a prefix. Raises OSError or ValueError on bad text."""
     addr, _, length = cidr.partition("/")
-    first = _from_bytes(_inet_pton(family, addr), "big")
+    value = _from_bytes(_inet_pton(family, addr), "big")
     if not length:
-        return first, first
-    host = (1 << (_BITS[family] - int(length))) - 1
-    return first & ~host, first | host
+        return value, value
+    return prefix_span(value, int(length), family)
+
+
+def prefix_span(value: int, length: int, family: int) -> Span:
+    """(first, last) of the prefix of `length` bits around the address `value`."""
+    host = (1 << (_BITS[family] - length)) - 1
+    return value & ~host, value | host
 
 
 def spans(values: Iterable[str], family: int) -> list[Span]:
