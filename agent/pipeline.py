@@ -24,16 +24,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import formats, overrides
+from agent import overrides
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config, FeedConfig
-from agent.errors import AgentError, FetchError, FormatError
+from agent.errors import AgentError, FetchError
 from agent.fetch import Fetcher, sources
+from agent.formats.policy import parse_payloads
 from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
 from agent.merge import Blocklist, merge
 from agent.plan import Plan, make_plan
 from agent.psl import PublicSuffixList
+from agent.psl import default as public_suffixes
 from agent.render.nft_blocklist import render_table
 from agent.render.rpz import render_zone
 from agent.state import FeedRecord, StateStore
@@ -141,37 +143,6 @@ class _Clock:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
 
 
-def parse_payloads(
-    feed: FeedConfig, data: source.FeedData, *, with_index: bool
-) -> tuple[list[Indicator], list[Reject], int, tuple[str, ...]]:
-    """Parse every payload; refuse the whole update if too many lines are malformed."""
-    indicators: list[Indicator] = []
-    rejects: list[Reject] = []
-    index: list[str] = []
-    for path, fmt, body in data.payloads:
-        parsed = formats.parse(body, fmt or "auto")
-        inds = parsed.indicators
-        if feed.subdomains:
-            inds = tuple(i._replace(subdomains=True) if i.type == "domain" else i for i in inds)
-        indicators.extend(inds)
-        rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
-        if with_index:
-            index.extend(f"{i.value}\t{'*' if i.subdomains else ''}\t{path}:{i.ref}\n"
-                         for i in inds)
-    total = len(indicators) + len(rejects)
-    if total and len(rejects) / total > feed.max_reject_ratio:
-        first = rejects[0]
-        raise FormatError(
-            f"{len(rejects)} of {total} entries are malformed ({len(rejects) / total:.0%}, more "
-            f"than max_reject_ratio {feed.max_reject_ratio:.0%}); first: {first.ref}: "
-            f"{first.reason}",
-            where=f"feed {feed.name}",
-            hint="the payload is probably in another format than declared, or damaged; the last "
-            "good copy stays enforced. Check `blocklist-agent parse` on the file",
-        )
-    return indicators, rejects, total, tuple(index)
-
-
 def _guard_lines(rejected: Sequence[GuardReject]) -> list[str]:
     return [f"{g.indicator.value}\t{g.reason}\t{g.detail}\n" for g in rejected]
 
@@ -261,7 +232,8 @@ def run(
     say = progress or (lambda _msg: None)
     clock = _Clock()
     started_all = time.perf_counter()
-    policy = Policy.from_config(config, own_addresses=own_addresses, psl=psl,
+    policy = Policy.from_config(config, own_addresses=own_addresses,
+                                psl=psl if psl is not None else public_suffixes(),
                                 now=int(now.timestamp()))
 
     outcomes = []

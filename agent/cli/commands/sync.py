@@ -244,7 +244,7 @@ def firewall_text(fw: dict[str, Any]) -> list[str]:
 def cmd_why(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     store = StateStore(config.state_dir)
-    policy = Policy.from_config(config)
+    policy = Policy.from_config(config, psl=default_psl())
     try:
         allow_feeds = {f.name for f in config.feeds if f.role == "allow"}
         answer = explain(args.value, store, config.local_dir, policy, allow_feeds)
@@ -325,7 +325,7 @@ def why_text(a: dict[str, Any]) -> str:
 def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     backends_for(config)
-    Policy.from_config(config)
+    Policy.from_config(config, psl=default_psl())
     out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds)},
              lambda: "" if not out.verbose else f"{config.path}: OK")
     return EXIT_OK
