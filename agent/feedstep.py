@@ -18,15 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agent import formats
 from agent.config import Config, FeedConfig
 from agent.errors import AgentError, FetchError, FormatError, contained
-from agent.fetch import Fetcher, Response
+from agent.fetch import Fetcher, Response, sources
+from agent.formats.policy import ParsedFeed, parse_payloads
 from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
 from agent.state import CachedFeed, FeedRecord, StateStore
@@ -35,7 +35,7 @@ from agent.verify import feed as source
 log = logging.getLogger(__name__)
 SAMPLE = 20  # rejects kept per feed for status and the plan printout
 _KEEP = "its last good copy stays enforced"
-Parsed = tuple[list[Indicator], list[Reject], int, tuple[str, ...]]
+Parsed = ParsedFeed
 
 
 @dataclass(frozen=True)
@@ -150,44 +150,27 @@ class BudgetFetcher(Fetcher):
 
     def get(self, url: str, *, max_size: int, timeout: float, etag: str | None = None,
             last_modified: str | None = None, ca_file: str | None = None) -> Response:
+        return self._bounded(url, timeout, lambda t: self.inner.get(
+            url, max_size=max_size, timeout=t, etag=etag, last_modified=last_modified,
+            ca_file=ca_file))
+
+    def request(self, method: str, url: str, *, headers: Mapping[str, str],
+                body: bytes | None = None, max_size: int, timeout: float,
+                ca_file: str | None = None) -> Response:
+        """API sources (MISP, TAXII): every page under the same deadline."""
+        return self._bounded(url, timeout, lambda t: self.inner.request(
+            method, url, headers=headers, body=body, max_size=max_size, timeout=t,
+            ca_file=ca_file))
+
+    def _bounded(self, url: str, timeout: float, call: Callable[[float], Response]) -> Response:
         self.budget.check_time(url)
         clamped = max(0.1, min(timeout, self.budget.remaining()))
         try:
-            return self.inner.get(url, max_size=max_size, timeout=clamped, etag=etag,
-                                  last_modified=last_modified, ca_file=ca_file)
+            return call(clamped)
         except FetchError:
             if clamped < timeout:
                 self.budget.check_time(url)  # the sync's deadline, not the feed's timeout
             raise
-
-
-def parse_payloads(feed: FeedConfig, data: source.FeedData, *, with_index: bool) -> Parsed:
-    """Parse every payload; refuse the whole update if too many lines are malformed."""
-    indicators: list[Indicator] = []
-    rejects: list[Reject] = []
-    index: list[str] = []
-    for path, fmt, body in data.payloads:
-        parsed = formats.parse(body, fmt or "auto")
-        inds = parsed.indicators
-        if feed.subdomains:
-            inds = tuple(i._replace(subdomains=True) if i.type == "domain" else i for i in inds)
-        indicators.extend(inds)
-        rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
-        if with_index:
-            index.extend(f"{i.value}\t{'*' if i.subdomains else ''}\t{path}:{i.ref}\n"
-                         for i in inds)
-    total = len(indicators) + len(rejects)
-    if total and len(rejects) / total > feed.max_reject_ratio:
-        first = rejects[0]
-        raise FormatError(
-            f"{len(rejects)} of {total} entries are malformed ({len(rejects) / total:.0%}, more "
-            f"than max_reject_ratio {feed.max_reject_ratio:.0%}); first: {first.ref}: "
-            f"{first.reason}",
-            where=f"feed {feed.name}",
-            hint="the payload is probably in another format than declared, or damaged; the last "
-            "good copy stays enforced. Check `blocklist-agent parse` on the file",
-        )
-    return indicators, rejects, total, tuple(index)
 
 
 def guard_lines(rejected: Sequence[GuardReject]) -> list[str]:
@@ -202,7 +185,7 @@ def _cached(feed: FeedConfig, store: StateStore, verify: bool) -> CachedFeed | N
     if cached is None or not verify:
         return cached
     try:
-        source.load_cached(feed, cached)  # verified, then dropped: memory for one copy only
+        sources.load_cached(feed, cached)  # verified, then dropped: memory for one copy only
     except Exception as exc:
         problem = contained(exc, stage="verifying the cached copy", where=f"feed {feed.name}",
                             keep="it is downloaded again")
@@ -249,7 +232,7 @@ def process_feed(
     if refresh:
         started = time.perf_counter()
         try:
-            data = source.fetch(feed, fetcher, cached, now)
+            data = sources.fetch(feed, fetcher, cached, now)
         except Exception as exc:
             error = contained(exc, stage="fetching and verifying", where=where, keep=_KEEP)
         clock.add("fetch_verify", started)
@@ -267,7 +250,7 @@ def process_feed(
         if cached is None:
             return FeedOutcome(feed.name, "failed", None, error=error)
         try:
-            result = _accepted(feed, source.load_cached(feed, cached), policy, budget, clock,
+            result = _accepted(feed, sources.load_cached(feed, cached), policy, budget, clock,
                                False)
         except Exception as exc:
             problem = contained(exc, stage="parsing the cached copy", where=where,

@@ -1,16 +1,14 @@
-"""Guard rails (design section 5): a feed must never be able to take the hospital offline.
+"""Guard rails (docs/design.md §5): a feed must never be able to take the hospital offline.
 
 Every indicator passes here before it can be merged. Refused entries are reported with a stable
 reason code (counted per reason in the plan, `status` and metrics) and a sentence for the
 operator; they are never enforced. Pure: the policy is built from the config plus facts read at
-the edge (the gateway's own addresses, its resolvers) and passed in.
+the edge (the gateway's own addresses, its resolvers, the public-suffix list) and passed in.
 """
 
 from __future__ import annotations
 
-import socket
 import time
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,8 +16,19 @@ from typing import NamedTuple
 
 from agent.config import Config
 from agent.indicators import DOMAIN, IPV4, IPV6, Indicator, InvalidValue, normalize
-from agent.psl import PublicSuffixList
-from agent.psl import default as default_psl
+from agent.netrange import (
+    AF_INET,
+    AF_INET6,
+    SpanSet,
+    family_of,
+    join,
+    span,
+    spans,
+    subtract,
+    to_cidrs,
+)
+from agent.psl import PublicSuffixes
+from agent.util.timefmt import iso_z
 
 # Reason codes: stable, used as keys in status, metrics and --json.
 PREFIX_TOO_SHORT = "prefix-too-short"
@@ -66,60 +75,37 @@ class GuardResult(NamedTuple):
         return dict(Counter(r.reason for r in self.rejected))
 
 
-class _Ranges:
-    """Labelled ranges of one family, answering "does [start, end] touch any of them?" in O(log n).
+class _Ranges(SpanSet):
+    """Labelled ranges of one family, answering "does [first, last] touch any of them?" with one
+    bisect.
 
-    Overlapping input ranges are merged for the search; the label is looked up again (slowly)
-    only for the rare entry that is refused, to name the range in the message.
+    The label is looked up again (slowly) only for the rare entry that is refused, to name the
+    range in the message.
     """
 
+    __slots__ = ("items",)
+
     def __init__(self, family: int, labelled: Iterable[tuple[str, str]]) -> None:
-        self.family = family
-        self.bits = 32 if family == socket.AF_INET else 128
-        items = sorted((*_bounds(cidr, family), label) for cidr, label in labelled)
+        items = sorted((*span(cidr, family), label) for cidr, label in labelled)
+        super().__init__(family, join((first, last) for first, last, _ in items))
         self.items = items
-        starts: list[int] = []
-        ends: list[int] = []
-        for start, end, _ in items:
-            if ends and start <= ends[-1] + 1:
-                ends[-1] = max(ends[-1], end)
-            else:
-                starts.append(start)
-                ends.append(end)
-        self.starts = starts
-        self.ends = ends
 
-    def touches(self, start: int, end: int) -> bool:
-        idx = bisect_right(self.starts, end) - 1
-        return idx >= 0 and self.ends[idx] >= start
-
-    def label(self, start: int, end: int) -> str:
+    def label(self, first: int, last: int) -> str:
         for lo, hi, label in self.items:
-            if lo <= end and hi >= start:
+            if lo <= last and hi >= first:
                 return label
         return ""
 
 
-def _bounds(cidr: str, family: int) -> tuple[int, int]:
-    bits = 32 if family == socket.AF_INET else 128
-    addr, _, length = cidr.partition("/")
-    plen = int(length) if length else bits
-    start = int.from_bytes(socket.inet_pton(family, addr), "big")
-    start &= ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
-    return start, start | ((1 << (bits - plen)) - 1)
-
-
-def _subtract(ranges: Sequence[tuple[str, str]], allowed: Sequence[str], family: int) -> list[
+def _lift(ranges: Sequence[tuple[str, str]], allowed: Sequence[str], family: int) -> list[
     tuple[str, str]
 ]:
     """Drop the special ranges that `allow_special` lifts (the whole range, or a part of it)."""
-    import netaddr  # only at policy build time: a handful of ranges
-
+    holes = spans((a for a in allowed if family_of(a) == family), family)
     out: list[tuple[str, str]] = []
-    lifted = netaddr.IPSet(a for a in allowed if (":" in a) == (family == socket.AF_INET6))
     for cidr, label in ranges:
-        remaining = netaddr.IPSet([cidr]) - lifted
-        out.extend((str(net), f"{cidr}, {label}") for net in remaining.iter_cidrs())
+        remaining = subtract([span(cidr, family)], holes)
+        out.extend((net, f"{cidr}, {label}") for net in to_cidrs(remaining, family))
     return out
 
 
@@ -137,6 +123,7 @@ class Policy:
 
     min_prefix_v4: int
     min_prefix_v6: int
+    prefix_rule: dict[str, tuple[int, int, int]]  # family, minimum, host bits of a /minimum
     special: dict[str, _Ranges]
     protected: dict[str, _Ranges]
     own: dict[str, _Ranges]
@@ -144,7 +131,7 @@ class Policy:
     protected_names: frozenset[str]
     protected_suffixes: tuple[str, ...]
     protected_ancestors: frozenset[str]
-    psl: PublicSuffixList
+    psl: PublicSuffixes
     now: int
 
     @classmethod
@@ -156,7 +143,7 @@ class Policy:
         protected: Iterable[str] = (),
         allow_special: Sequence[str] = (),
         own_addresses: Iterable[str] = (),
-        psl: PublicSuffixList | None = None,
+        psl: PublicSuffixes,
         now: int | None = None,
     ) -> Policy:
         nets: dict[str, list[tuple[str, str]]] = {IPV4: [], IPV6: []}
@@ -171,12 +158,14 @@ class Policy:
         for addr in own_addresses:
             kind = IPV6 if ":" in addr else IPV4
             own[kind].append((addr, addr))
-        v4, v6 = socket.AF_INET, socket.AF_INET6
-        special4 = _subtract(SPECIAL_V4, allow_special, v4)
-        special6 = _subtract(SPECIAL_V6, allow_special, v6)
+        v4, v6 = AF_INET, AF_INET6
+        special4 = _lift(SPECIAL_V4, allow_special, v4)
+        special6 = _lift(SPECIAL_V6, allow_special, v6)
         return cls(
             min_prefix_v4=min_prefix_v4,
             min_prefix_v6=min_prefix_v6,
+            prefix_rule={IPV4: (v4, min_prefix_v4, 32 - min_prefix_v4),
+                         IPV6: (v6, min_prefix_v6, 128 - min_prefix_v6)},
             special={IPV4: _Ranges(v4, special4), IPV6: _Ranges(v6, special6)},
             protected={IPV4: _Ranges(v4, nets[IPV4]), IPV6: _Ranges(v6, nets[IPV6])},
             own={IPV4: _Ranges(v4, own[IPV4]), IPV6: _Ranges(v6, own[IPV6])},
@@ -187,7 +176,7 @@ class Policy:
             protected_names=frozenset(names),
             protected_suffixes=tuple("." + n for n in sorted(names)),
             protected_ancestors=_ancestors(names),
-            psl=psl or default_psl(),
+            psl=psl,
             now=int(time.time()) if now is None else now,
         )
 
@@ -198,7 +187,7 @@ class Policy:
         *,
         own_addresses: Iterable[str] = (),
         extra_protected: Iterable[str] = (),
-        psl: PublicSuffixList | None = None,
+        psl: PublicSuffixes,
         now: int | None = None,
     ) -> Policy:
         """The config's guards, plus what must stay reachable for the gateway to be managed.
@@ -217,7 +206,7 @@ class Policy:
     def check_one(self, ind: Indicator) -> GuardReject | None:
         """The reason this indicator must not be enforced, or None when it is safe."""
         if ind.expires is not None and ind.expires <= self.now:
-            return GuardReject(ind, EXPIRED, f"{ind.value}: expired at {_iso(ind.expires)}")
+            return GuardReject(ind, EXPIRED, f"{ind.value}: expired at {iso_z(ind.expires)}")
         if ind.type == DOMAIN:
             return self._check_name(ind)
         return self._check_ip(ind)
@@ -238,28 +227,22 @@ class Policy:
 
     def _check_ip(self, ind: Indicator) -> GuardReject | None:
         value = ind.value
-        addr, slash, length = value.partition("/")
-        if ind.type == IPV4:
-            family, bits, minimum = socket.AF_INET, 32, self.min_prefix_v4
-        else:
-            family, bits, minimum = socket.AF_INET6, 128, self.min_prefix_v6
-        plen = int(length) if slash else bits
-        if plen < minimum:
+        family, minimum, host_bits = self.prefix_rule[ind.type]
+        first, last = span(value, family)
+        if (last - first) >> host_bits:  # more addresses than a /minimum holds
             return GuardReject(
                 ind, PREFIX_TOO_SHORT,
                 f"{value} is shorter than /{minimum} (guards.min_prefix_{ind.type[2:]})",
             )
-        start = int.from_bytes(socket.inet_pton(family, addr), "big")
-        end = start | ((1 << (bits - plen)) - 1)
-        if not self.any_range[ind.type].touches(start, end):
+        if not self.any_range[ind.type].touches(first, last):
             return None
         for ranges, reason, what in (
             (self.protected[ind.type], PROTECTED, "protected network"),
             (self.own[ind.type], OWN_ADDRESS, "address of this gateway"),
             (self.special[ind.type], SPECIAL_RANGE, "special-purpose range"),
         ):
-            if ranges.touches(start, end):
-                label = ranges.label(start, end)
+            if ranges.touches(first, last):
+                label = ranges.label(first, last)
                 return GuardReject(ind, reason, f"{value} touches {what} {label}".rstrip())
         return None
 
@@ -284,6 +267,3 @@ def _protected_entry(entry: str) -> Indicator:
 
         raise ConfigError(f"protected entry {entry!r}: {exc}", where="guards.protected") from None
 
-
-def _iso(ts: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

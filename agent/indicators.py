@@ -6,7 +6,7 @@ text. The renderers re-check the same character classes before writing an nft sc
 a value that slipped past here still cannot inject a line.
 
 Speed matters: a national feed holds a million values. The bulk path uses `socket.inet_pton` and a
-compiled regex (cheap, see design section 3); `idna` and int arithmetic are only reached for the
+compiled regex (cheap, see docs/design.md §3); `idna` and int arithmetic are only reached for the
 rare non-ASCII names and for prefixes.
 """
 
@@ -17,6 +17,9 @@ import socket
 from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import urlsplit
+
+from agent.netrange import prefix_span, to_text
+from agent.util.hostport import HostPortError, split_host_port
 
 IPV4 = "ipv4"
 IPV6 = "ipv6"
@@ -97,15 +100,6 @@ def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def ip_to_int(text: str, family: int) -> int:
-    return int.from_bytes(socket.inet_pton(family, text), "big")
-
-
-def int_to_ip(value: int, family: int) -> str:
-    size = 4 if family == socket.AF_INET else 16
-    return socket.inet_ntop(family, value.to_bytes(size, "big"))
-
-
 def normalize_ip(text: str) -> tuple[str, str]:
     """Return (type, canonical) for an address or prefix, or raise InvalidValue.
 
@@ -133,9 +127,8 @@ def normalize_ip(text: str) -> tuple[str, str]:
     plen = int(length)
     if plen == bits:
         return kind, socket.inet_ntop(family, packed)
-    mask = ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
-    network = int.from_bytes(packed, "big") & mask
-    return kind, f"{int_to_ip(network, family)}/{plen}"
+    network, _ = prefix_span(int.from_bytes(packed, "big"), plen, family)
+    return kind, f"{to_text(network, family)}/{plen}"
 
 
 def normalize_domain(text: str) -> str:
@@ -191,16 +184,17 @@ def host_from_url(text: str) -> str:
 
 
 def strip_port(text: str) -> str:
-    """"1.2.3.4:443" -> "1.2.3.4"; "[2001:db8::1]:443" -> "2001:db8::1"; others unchanged."""
-    if text.startswith("["):
-        end = text.find("]")
-        if end > 0:
-            return text[1:end]
+    """"1.2.3.4:443" -> "1.2.3.4"; "[2001:db8::1]:443" -> "2001:db8::1"; others unchanged.
+
+    Brackets and colons are read by the one host:port rule; the port itself is only dropped, so
+    any digits do.
+    """
+    try:
+        host, port = split_host_port(text)
+    except HostPortError:
         return text
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        if port.isdigit():
-            return host
+    if text.startswith("[") or (port is not None and port.isdigit()):
+        return host
     return text
 
 
@@ -236,7 +230,7 @@ def normalize(text: str, *, ref: str = "", expires: int | None = None) -> Indica
         token = token[1:]
     first = token[:1]
     if first.isdigit() or ":" in token or first == "[":
-        candidate = strip_port(token)
+        candidate = strip_port(token) if ":" in token else token  # no colon, no port
         try:
             kind, value = normalize_ip(candidate)
         except InvalidValue:

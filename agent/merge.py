@@ -2,7 +2,7 @@
 
 The output is shaped for the kernel and the resolver, not for people: single addresses apart
 from prefixes (hash sets vs interval sets), prefixes aggregated so that no two overlap (nft
-rejects overlapping elements and its auto-merge makes later deletes fail, design section 6),
+rejects overlapping elements and its auto-merge makes later deletes fail, docs/design.md §6),
 addresses already covered by a prefix dropped, names covered by a blocked parent dropped. Local
 allows win over everything and are kept for `rpz-passthru.`.
 
@@ -12,12 +12,12 @@ state and looked up by `why`, which keeps a million-entry merge cheap.
 
 from __future__ import annotations
 
-import socket
-from bisect import bisect_right
 from collections.abc import Iterable
 from typing import NamedTuple
 
 from agent.indicators import DOMAIN, IPV4, IPV6, Indicator
+from agent.netrange import AF_INET, AF_INET6, SpanSet, join, spans, subtract, to_cidrs
+from agent.netrange import aggregate as aggregate  # the kill switch's allowlist uses it too
 
 SET_NAMES = ("v4", "v4_nets", "v6", "v6_nets", "names", "wild", "allow_names", "allow_wild",
              "allow_ips")
@@ -79,12 +79,9 @@ def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = (
 
     out_nets: dict[str, frozenset[str]] = {}
     out_addrs: dict[str, frozenset[str]] = {}
-    for kind, family in ((IPV4, socket.AF_INET), (IPV6, socket.AF_INET6)):
+    for kind, family in ((IPV4, AF_INET), (IPV6, AF_INET6)):
         allowed = [a for a in allow_ips if (":" in a) == (kind == IPV6)]
-        merged_nets = _aggregate(nets[kind], allowed, family)
-        out_nets[kind] = frozenset(n for n in merged_nets if "/" in n)
-        singles = addrs[kind] | {n for n in merged_nets if "/" not in n}
-        out_addrs[kind] = frozenset(_uncovered(singles, [*out_nets[kind], *allowed], family))
+        out_addrs[kind], out_nets[kind] = _addresses(addrs[kind], nets[kind], allowed, family)
 
     names -= allow_names
     wild -= allow_names
@@ -96,98 +93,21 @@ def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = (
     )
 
 
-def _spans(cidrs: Iterable[str], family: int) -> list[tuple[int, int]]:
-    """Sorted, merged [first, last] integer spans covering the given addresses and prefixes."""
-    bits = 32 if family == socket.AF_INET else 128
-    inet_pton, from_bytes = socket.inet_pton, int.from_bytes
-    raw = []
-    for cidr in cidrs:
-        addr, _, length = cidr.partition("/")
-        host = bits - (int(length) if length else bits)
-        start = from_bytes(inet_pton(family, addr), "big")
-        raw.append((start, start | ((1 << host) - 1)))
-    raw.sort()
-    merged: list[tuple[int, int]] = []
-    for start, end in raw:
-        if merged and start <= merged[-1][1] + 1:  # overlapping or adjacent
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
+def _addresses(addrs: set[str], nets: set[str], allowed: list[str], family: int
+               ) -> tuple[frozenset[str], frozenset[str]]:
+    """(single addresses, prefixes) of one family: prefixes joined, local allows carved out of
+    them, addresses inside a prefix or an allow dropped.
 
-
-def _subtract(spans: list[tuple[int, int]], holes: list[tuple[int, int]]
-              ) -> list[tuple[int, int]]:
-    """Spans minus holes (both sorted and merged)."""
-    out: list[tuple[int, int]] = []
-    h = 0
-    for start, end in spans:
-        while h < len(holes) and holes[h][1] < start:
-            h += 1
-        k = h
-        while start <= end and k < len(holes) and holes[k][0] <= end:
-            if holes[k][0] > start:
-                out.append((start, holes[k][0] - 1))
-            start = max(start, holes[k][1] + 1)
-            k += 1
-        if start <= end:
-            out.append((start, end))
-    return out
-
-
-def _to_cidrs(spans: list[tuple[int, int]], family: int) -> list[str]:
-    """The fewest prefixes exactly covering each span (host prefixes written as addresses)."""
-    bits = 32 if family == socket.AF_INET else 128
-    size = 4 if family == socket.AF_INET else 16
-    inet_ntop = socket.inet_ntop
-    out = []
-    for start, end in spans:
-        while start <= end:
-            align = (start & -start).bit_length() - 1 if start else bits
-            fit = (end - start + 1).bit_length() - 1
-            host = min(align, fit)
-            text = inet_ntop(family, start.to_bytes(size, "big"))
-            out.append(text if host == 0 else f"{text}/{bits - host}")
-            start += 1 << host
-    return out
-
-
-def aggregate(values: Iterable[str], family: int) -> list[str]:
-    """The fewest non-overlapping prefixes covering `values` (addresses and prefixes)."""
-    return _to_cidrs(_spans(values, family), family)
-
-
-def _aggregate(nets: set[str], allowed: list[str], family: int) -> list[str]:
-    """Merge overlapping and adjacent prefixes; carve local allows out of them.
-
-    Integer spans rather than netaddr objects: a national list has tens of thousands of
-    prefixes and this runs on every sync.
+    The spans are computed once and serve both the aggregation and the covering test: a national
+    list has tens of thousands of prefixes and this runs on every sync.
     """
-    if not nets:
-        return []
-    spans = _spans(nets, family)
-    if allowed:
-        spans = _subtract(spans, _spans(allowed, family))
-    return _to_cidrs(spans, family)
-
-
-def _uncovered(addrs: set[str], covering: list[str], family: int) -> set[str]:
-    """Addresses not inside any covering prefix (or allowed address)."""
-    if not covering or not addrs:
-        return addrs
-    spans = _spans(covering, family)
-    starts = [s for s, _ in spans]
-    ends = [e for _, e in spans]
-    inet_pton = socket.inet_pton
-    from_bytes = int.from_bytes
-    out = set()
-    for addr in addrs:
-        value = from_bytes(inet_pton(family, addr), "big")
-        idx = bisect_right(starts, value) - 1
-        if idx < 0 or ends[idx] < value:
-            out.add(addr)
-    return out
+    holes = spans(allowed, family)
+    blocked = subtract(spans(nets, family), holes) if holes else spans(nets, family)
+    cidrs = to_cidrs(blocked, family)
+    carved = {c for c in cidrs if "/" not in c}  # what carving left as single addresses
+    covering = SpanSet(family, join(sorted([*blocked, *holes])))
+    kept = covering.outside(addrs) if covering and addrs else addrs
+    return frozenset(kept | carved), frozenset(c for c in cidrs if "/" in c)
 
 
 def covering_parent(name: str, wild: frozenset[str] | set[str]) -> str | None:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from agent.errors import contained
 from agent.indicators import Indicator, InvalidValue, Reject, normalize
 from agent.util.fsutil import atomic_write
+from agent.util.timefmt import iso_z
 
 ALLOW = "allow"
 DENY = "deny"
@@ -62,7 +63,7 @@ class Overrides(NamedTuple):
 
 
 def iso(ts: int | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return None if ts is None else iso_z(ts)
 
 
 def parse_iso(text: str) -> int:

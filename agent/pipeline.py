@@ -39,14 +39,15 @@ from agent.feedstep import (
     Clock,
     FeedOutcome,
     guard_lines,
-    parse_payloads,
     process_feed,
 )
 from agent.fetch import Fetcher
+from agent.formats.policy import parse_payloads
 from agent.guards import Policy
 from agent.merge import Blocklist, merge
 from agent.plan import Plan, make_plan
 from agent.psl import PublicSuffixList
+from agent.psl import default as public_suffixes
 from agent.render.nft_blocklist import render_table
 from agent.render.rpz import render_zone
 from agent.state import StateStore
@@ -136,7 +137,8 @@ def run(
     store.quarantine.dry_run = dry_run
     if not dry_run:
         _sweep(config, store)
-    policy = Policy.from_config(config, own_addresses=own_addresses, psl=psl,
+    policy = Policy.from_config(config, own_addresses=own_addresses,
+                                psl=psl if psl is not None else public_suffixes(),
                                 now=int(now.timestamp()))
     budget = Budget(config, cancel)
     fetch = BudgetFetcher(fetcher, budget)
@@ -157,8 +159,12 @@ def run(
 
     say("merging")
     started = time.perf_counter()
-    blocklist = merge([*(o.indicators for o in outcomes), local_deny.accepted],
-                      allow=[o.indicator for o in local.allow])
+    # `role: allow` feeds are known-good lists: their entries are allowed like local allows
+    allow_feeds = {feed.name for feed in config.feeds if feed.role == "allow"}
+    blocklist = merge([*(o.indicators for o in outcomes if o.name not in allow_feeds),
+                       local_deny.accepted],
+                      allow=[*(o.indicator for o in local.allow),
+                             *(i for o in outcomes if o.name in allow_feeds for i in o.indicators)])
     clock.add("merge", started)
 
     started = time.perf_counter()

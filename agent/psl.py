@@ -4,6 +4,10 @@ The list is read from the file the package installs (kept current by Debian's up
 from a copy in this repository. Only the question the guards ask is answered: "is this name a
 public suffix on its own?" (`fr`, `co.uk`, `gouv.fr`, any single label), following the list's
 rules: plain rules, wildcards (`*.ck`) and exceptions (`!www.ck`).
+
+Reading the file is the edge's job (`default()`, called where a policy is built); the guards only
+receive the loaded list, as a `PublicSuffixes`, so that they stay pure and tests can hand in
+their own rules.
 """
 
 from __future__ import annotations
@@ -11,10 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 from agent.errors import ConfigError
 
 DEFAULT_PATH = Path("/usr/share/publicsuffix/public_suffix_list.dat")
+
+
+class PublicSuffixes(Protocol):
+    """The one question the guards ask of the list."""
+
+    def is_public_suffix(self, name: str) -> bool: ...
 
 
 class PublicSuffixList:
@@ -67,4 +78,5 @@ class PublicSuffixList:
 
 @lru_cache(maxsize=1)
 def default() -> PublicSuffixList:
+    """Debian's list, read once per process; ConfigError when the package is missing."""
     return PublicSuffixList.load(DEFAULT_PATH)

@@ -8,8 +8,7 @@ about a second, which keeps the sync itself free of per-value bookkeeping.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from agent import overrides
 from agent.guards import Policy
 from agent.indicators import DOMAIN, IPV4, Indicator, normalize
 from agent.merge import Blocklist, covering_parent
+from agent.netrange import covers
 from agent.state import StateStore
 
 
@@ -39,30 +39,18 @@ class Answer:
         }
 
 
-def _span(value: str) -> tuple[int, int, int]:
-    """(family, first, last) of an address or prefix."""
-    family = socket.AF_INET6 if ":" in value else socket.AF_INET
-    bits = 32 if family == socket.AF_INET else 128
-    addr, _, length = value.partition("/")
-    plen = int(length) if length else bits
-    start = int.from_bytes(socket.inet_pton(family, addr), "big")
-    return family, start, start | ((1 << (bits - plen)) - 1)
-
-
 def _covers(entry: str, entry_wild: bool, target: Indicator) -> bool:
     """Does a list entry (value + subdomain flag) block `target`?"""
     if target.type == DOMAIN:
         return entry == target.value or (entry_wild and target.value.endswith("." + entry))
     if entry == target.value:
         return True
-    if "/" not in entry or (":" in entry) != (":" in target.value):
+    if "/" not in entry:
         return False
     try:
-        _, lo, hi = _span(entry)
-        _, tlo, thi = _span(target.value)
-    except (OSError, ValueError):
+        return covers(entry, target.value)
+    except (OSError, ValueError):  # a damaged index line blocks nothing
         return False
-    return lo <= tlo and thi <= hi
 
 
 def _enforced(bl: Blocklist, target: Indicator) -> Iterator[dict[str, str]]:
@@ -83,7 +71,9 @@ def _enforced(bl: Blocklist, target: Indicator) -> Iterator[dict[str, str]]:
             yield {"set": nets, "entry": net}
 
 
-def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None) -> Answer:
+def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None,
+            allow_feeds: Collection[str] = ()) -> Answer:
+    """`allow_feeds`: the feeds with `role: allow`, whose entries allow rather than block."""
     target = normalize(value)
     ans = Answer(target.value if not target.subdomains else f"*.{target.value}", target.type)
     applied = store.load_applied()
@@ -101,7 +91,8 @@ def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None
             entry, flag, ref = _fields(line)
             if _covers(entry, flag == "*", target):
                 shown = f"*.{entry}" if flag == "*" else entry
-                ans.sources.append({"feed": name, "serial": serial, "entry": shown, "ref": ref})
+                found = {"feed": name, "serial": serial, "entry": shown, "ref": ref}
+                (ans.allowed_by if name in allow_feeds else ans.sources).append(found)
         for line in cached.reject_lines():
             entry, reason, detail = _fields(line)
             if entry == target.value:

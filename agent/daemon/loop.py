@@ -30,7 +30,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from agent.daemon import report
 from agent.daemon import schedule as sched
 from agent.daemon.notify import Journal, notify, watchdog_interval
 from agent.daemon.watch import Pending, start_watcher, stop_watcher
+from agent.daemon.worker import watched
 from agent.errors import AgentError, StateError
 from agent.fetch import Fetcher, HttpFetcher, Response
 from agent.guards import Policy
@@ -73,6 +74,14 @@ class _Stoppable(Fetcher):
         self.before_get()
         return self.inner.get(url, max_size=max_size, timeout=timeout, etag=etag,
                               last_modified=last_modified, ca_file=ca_file)
+
+    def request(self, method: str, url: str, *, headers: Mapping[str, str],
+                body: bytes | None = None, max_size: int, timeout: float,
+                ca_file: str | None = None) -> Response:
+        """API sources (MISP, TAXII) ask the loop before every page too."""
+        self.before_get()
+        return self.inner.request(method, url, headers=headers, body=body, max_size=max_size,
+                                  timeout=timeout, ca_file=ca_file)
 
 
 class Daemon:
@@ -312,31 +321,20 @@ class Daemon:
 
     def _in_worker(self, config: Config, cancel: threading.Event,
                    work: Callable[[], pipeline.SyncResult]) -> pipeline.SyncResult:
-        """Run `work` in a thread; meanwhile feed the watchdog, lift isolation deadlines, and
-        on SIGHUP or a local_dir change cut the downloads still to come (`cancel`)."""
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = work()
-            except BaseException as exc:  # re-raised in the main thread below
-                box["error"] = exc
-
-        worker = threading.Thread(target=target, name="sync", daemon=True)
+        """Run `work` in a thread; meanwhile feed the watchdog (until the sync overran its
+        bound), lift isolation deadlines, and on SIGHUP or a local_dir change cut the
+        downloads still to come (`cancel`)."""
         started = self.clock()
-        worker.start()
-        while worker.is_alive():
-            worker.join(timeout=0.5)
+
+        def tend() -> None:
             if self.clock() - started < config.sync_timeout + HANG_GRACE:
                 self.ping()  # past that, silence: the watchdog restarts a hung daemon
             if self.reload_requested or self.pending.dirty():
                 cancel.set()
             with contextlib.suppress(Exception):  # reported by the method itself
                 self._isolation_deadlines()
-        if "error" in box:
-            raise box["error"]
-        result: pipeline.SyncResult = box["result"]
-        return result
+
+        return watched(work, tend)
 
     def _before_get(self) -> None:
         if self.stopping.is_set():

@@ -2,7 +2,8 @@
 
 All three are CSV with a commented banner and header (shared reader in `_csv`). Only network
 indicators are taken: ThreatFox also lists file hashes, which are skipped without a reject since
-they are valid data this agent does not enforce. A URL gives its host, as the design says.
+they are valid data this agent does not enforce. A URL gives its host: addresses and names are
+what the firewall and the resolver can block, not paths.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from agent.formats._common import DOMAINS, IPS, add, finish, split_lines
 from agent.formats._csv import has_columns, read_csv
 from agent.indicators import Indicator, ParseResult, Reject
+from agent.util.hostport import HostPortError, split_host_port
 
 FEODO_HEADER = has_columns("dst_ip", "c2_status")
 THREATFOX_HEADER = has_columns("ioc_value", "ioc_type")
@@ -62,11 +64,15 @@ def _drop_port(value: str) -> str:
     """"1.2.3.4:443" -> "1.2.3.4"; also "2001:db8::1:443" and "[2001:db8::1]:443".
 
     The type says a port follows, so the last ":" is cut even in a bare IPv6 address, which the
-    generic normalizer would otherwise read as part of the address.
+    generic normalizer would otherwise read as part of the address: such an address is bracketed
+    as it should have been written, then read by the one host:port rule.
     """
-    host, colon, port = value.strip().rpartition(":")
-    if not colon or not port.isdigit():
+    text = value.strip()
+    if text.count(":") > 1 and not text.startswith("["):
+        address, _, last = text.rpartition(":")
+        text = f"[{address}]:{last}"
+    try:
+        host, port = split_host_port(text)
+    except HostPortError:
         return value
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host
+    return host if port is not None and port.isdigit() else value

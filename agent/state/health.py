@@ -11,6 +11,7 @@ be trusted: the kernel, the feeds (downloaded again), the configuration.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.merge import SET_NAMES
+from agent.util.fsutil import tmp_name
 
 log = logging.getLogger(__name__)
 DAMAGED = "damaged"
@@ -189,3 +191,32 @@ def recent_repairs(previous: Mapping[str, Any], repairs: list[dict[str, str]], s
     old = previous.get("state_repairs")
     kept = [r for r in old if isinstance(r, dict)] if isinstance(old, list) else []
     return ([{**r, "time": stamp} for r in repairs] + kept)[:KEEP_DAMAGED]
+
+
+def write_problem(root: Path) -> str | None:
+    """Why nothing can be written to `root` now (full, read-only, I/O errors), found by writing
+    and removing a small file; None when it can be written or when this user may not write it
+    anyway (a read-only `status` by a non-root user)."""
+    probe = tmp_name(root / "write-probe")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            left = 65536  # a short write means the next one fails: write it all
+            while left > 0:
+                written = os.write(fd, b"\0" * left)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                left -= written
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except PermissionError:
+        return None
+    except FileNotFoundError:
+        return None if not root.exists() else "cannot create files"
+    except OSError as exc:
+        return f"{exc.strerror or exc} (nothing can be recorded; syncs fail until fixed)"
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return None

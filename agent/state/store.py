@@ -52,7 +52,6 @@ accepted); the next sync then fetches every feed and reloads every enforcement p
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -264,32 +263,8 @@ class StateStore:
         atomic_write(self.root / APPLIED, json.dumps(data).encode())
 
     def write_problem(self) -> str | None:
-        """Why nothing can be written to the state directory now (full, read-only, I/O
-        errors), found by writing and removing a small file; None when it can be written or
-        when this user may not write it anyway (a read-only `status` by a non-root user)."""
-        probe = tmp_name(self.root / "write-probe")
-        try:
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                left = 65536  # a short write means the next one fails: write it all
-                while left > 0:
-                    written = os.write(fd, b"\0" * left)
-                    if written <= 0:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    left -= written
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except PermissionError:
-            return None
-        except FileNotFoundError:
-            return None if not self.root.exists() else "cannot create files"
-        except OSError as exc:
-            return f"{exc.strerror or exc} (nothing can be recorded; syncs fail until fixed)"
-        finally:
-            with contextlib.suppress(OSError):
-                probe.unlink()
-        return None
+        """Why nothing can be written to the state directory now (health.write_problem)."""
+        return health.write_problem(self.root)
 
     def applied_mtime(self) -> float | None:
         """When applied.json was last written (the metrics' "last applied" time)."""

@@ -18,6 +18,7 @@ def policy() -> Policy:
     return Policy.build(
         protected=["10.0.0.0/8", "chu-example.fr", "sante.fr", "192.0.2.10", "2a01:db8:99::/48"],
         own_addresses=["198.51.100.1", "2a02:db8::1"],
+        psl=default(),
         now=NOW,
     )
 
@@ -82,7 +83,7 @@ def test_expired_indicator_is_not_enforced(policy: Policy) -> None:
 
 
 def test_allow_special_lifts_only_the_named_range() -> None:
-    p = Policy.build(allow_special=["203.0.113.0/24", "2001:db8::/32"], now=NOW)
+    p = Policy.build(allow_special=["203.0.113.0/24", "2001:db8::/32"], psl=default(), now=NOW)
     assert p.check_one(normalize("203.0.113.5")) is None
     assert p.check_one(normalize("2001:db8::1")) is None
     still = p.check_one(normalize("198.51.100.5"))
@@ -119,8 +120,23 @@ def test_policy_from_config_protects_management_and_isolation_allowlist() -> Non
         "isolation:\n  allow: [198.51.100.10, messagerie.mssante.fr]\n"
         "guards:\n  allow_special: [192.0.2.0/24, 198.51.100.0/24]\n"
     )
-    p = Policy.from_config(cfg, now=NOW)
+    p = Policy.from_config(cfg, psl=default(), now=NOW)
     for value in ("192.0.2.5", "198.51.100.10", "messagerie.mssante.fr"):
         bad = p.check_one(normalize(value))
         assert bad is not None and bad.reason == guards.PROTECTED, value
     assert p.check_one(normalize("198.51.100.11")) is None
+
+
+def test_allow_special_can_lift_part_of_a_range() -> None:
+    p = Policy.build(allow_special=["192.0.2.128/25"], psl=default(), now=NOW)
+    assert p.check_one(normalize("192.0.2.200")) is None
+    still = p.check_one(normalize("192.0.2.5"))
+    assert still is not None and still.reason == guards.SPECIAL_RANGE
+    assert "192.0.2.0/24, documentation" in still.detail  # named by the range it belongs to
+
+
+def test_guards_ask_the_list_they_are_given() -> None:
+    p = Policy.build(psl=PublicSuffixList(["example"]), now=NOW)  # no file is read
+    assert reason(p, "example") == guards.PUBLIC_SUFFIX
+    assert reason(p, "fr") == guards.PUBLIC_SUFFIX  # a single label always is
+    assert reason(p, "gouv.fr") is None

@@ -13,6 +13,7 @@ from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config, now_ts, op
 from agent.errors import UsageError
 from agent.guards import Policy
 from agent.indicators import InvalidValue, normalize
+from agent.psl import default as public_suffixes
 from agent.state import StateStore
 
 _NEXT = ("takes effect at the next sync: the daemon picks it up within seconds, or run "
@@ -26,7 +27,7 @@ def cmd_add(args: argparse.Namespace, out: Output) -> int:
     except InvalidValue as exc:
         raise UsageError(f"{args.value!r}: {exc}") from None
     if args.action == overrides.DENY:
-        bad = Policy.from_config(config).check_one(ind)
+        bad = Policy.from_config(config, psl=public_suffixes()).check_one(ind)
         if bad is not None:
             raise UsageError(f"refusing to deny {args.value}: {bad.detail}",
                              hint="the guard rails protect this value; see guards in the config")

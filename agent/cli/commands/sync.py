@@ -262,9 +262,10 @@ def firewall_text(fw: dict[str, Any]) -> list[str]:
 def cmd_why(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     store = StateStore(config.state_dir)
-    policy = Policy.from_config(config)
+    policy = Policy.from_config(config, psl=default_psl())
     try:
-        answer = explain(args.value, store, config.local_dir, policy)
+        allow_feeds = {f.name for f in config.feeds if f.role == "allow"}
+        answer = explain(args.value, store, config.local_dir, policy, allow_feeds)
     except InvalidValue as exc:
         raise UsageError(f"{args.value!r}: {exc}",
                          hint="give an address, a prefix or a domain name") from None
@@ -329,6 +330,9 @@ def why_text(a: dict[str, Any]) -> str:
         serial = f" serial {s['serial']}" if s.get("serial") is not None else ""
         lines.append(f"  listed by {s['feed']}{serial}: {s['entry']} ({s['ref']})")
     for o in a["allowed_by"]:
+        if "feed" in o:  # a `role: allow` feed
+            lines.append(f"  allowed by feed {o['feed']}: {o['entry']} ({o['ref']})")
+            continue
         lines.append(f"  allowed by {o['where']}: {o['value']} ({o['reason'] or 'no reason'}, "
                      f"by {o['by'] or '?'})")
     for g in a["guard"]:
@@ -339,7 +343,7 @@ def why_text(a: dict[str, Any]) -> str:
 def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     backends_for(config)
-    Policy.from_config(config)
+    Policy.from_config(config, psl=default_psl())
     out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds)},
              lambda: "" if not out.verbose else f"{config.path}: OK")
     return EXIT_OK

@@ -1,0 +1,70 @@
+"""What a feed's payloads amount to: every payload parsed, and the rule that refuses the update.
+
+A few malformed lines are normal in real feeds and cost only those lines; a payload that is
+mostly malformed is declared in the wrong format or damaged, and enforcing the rest of it would
+be enforcing noise. So past the feed's `max_reject_ratio` the whole update is refused and the
+last good copy stays enforced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from agent.errors import FormatError
+from agent.formats import parse
+from agent.indicators import DOMAIN, Indicator, Reject
+
+
+class FeedRules(Protocol):
+    """The settings of a feed that decide how its payloads are read (a `FeedConfig`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def subdomains(self) -> bool: ...
+    @property
+    def max_reject_ratio(self) -> float: ...
+
+
+class Payloads(Protocol):
+    """Verified payloads as (file name, format, bytes): a `FeedData`, fresh or cached."""
+
+    @property
+    def payloads(self) -> Sequence[tuple[str, str, bytes]]: ...
+
+
+class ParsedFeed(NamedTuple):
+    indicators: list[Indicator]
+    rejects: list[Reject]  # refs are "file:line" across the payloads
+    total: int  # entries read: accepted plus rejected
+    index_lines: tuple[str, ...]  # provenance for `why` ("value\t*\tfile:line\n"), if asked
+
+
+def parse_payloads(feed: FeedRules, data: Payloads, *, with_index: bool) -> ParsedFeed:
+    """Parse every payload; refuse the whole update if too many lines are malformed."""
+    indicators: list[Indicator] = []
+    rejects: list[Reject] = []
+    index: list[str] = []
+    for path, fmt, body in data.payloads:
+        parsed = parse(body, fmt or "auto")
+        inds = parsed.indicators
+        if feed.subdomains:
+            inds = tuple(i._replace(subdomains=True) if i.type == DOMAIN else i for i in inds)
+        indicators.extend(inds)
+        rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
+        if with_index:
+            index.extend(f"{i.value}\t{'*' if i.subdomains else ''}\t{path}:{i.ref}\n"
+                         for i in inds)
+    total = len(indicators) + len(rejects)
+    if total and len(rejects) / total > feed.max_reject_ratio:
+        first = rejects[0]
+        raise FormatError(
+            f"{len(rejects)} of {total} entries are malformed ({len(rejects) / total:.0%}, more "
+            f"than max_reject_ratio {feed.max_reject_ratio:.0%}); first: {first.ref}: "
+            f"{first.reason}",
+            where=f"feed {feed.name}",
+            hint="the payload is probably in another format than declared, or damaged; the last "
+            "good copy stays enforced. Check `blocklist-agent parse` on the file",
+        )
+    return ParsedFeed(indicators, rejects, total, tuple(index))
