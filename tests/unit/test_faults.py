@@ -2,7 +2,8 @@
 file costs only itself; override edits are never lost; one daemon per state directory.
 
 The real command line against a real HTTP server (tests/conftest.py); the kernel-side cases
-(kill -9 at every write, a full disk, a hung resolver, boot files) are in tests/lab/test_fault_injection.py.
+(kill -9 at every write, a full disk, a hung resolver, boot files) are in
+tests/lab/test_fault_injection.py.
 """
 
 from __future__ import annotations
