@@ -21,6 +21,7 @@ from agent import __version__
 from agent import config as config_mod
 from agent.cli.common import Output, duration_arg
 from agent.errors import AgentError
+from agent.util.escape import protect_handlers
 
 EPILOG = """exit codes: 0 success, 1 failure (feed refused, plan held, apply failed),
 2 usage or configuration error. See blocklist-agent(8)."""
@@ -158,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, key, value)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.CRITICAL
     logging.basicConfig(level=level, format="blocklist-agent: %(levelname)s: %(message)s")
+    protect_handlers(logging.getLogger())
     out = Output(args.json, args.verbose, args.quiet)
     try:
         module, _, name = args.func.partition(":")

@@ -20,6 +20,7 @@ from agent.indicators import InvalidValue
 from agent.isolation.status import isolation_text
 from agent.psl import default as default_psl
 from agent.state import StateStore
+from agent.util.escape import shown
 from agent.util.timefmt import utc_now
 from agent.why import explain
 
@@ -35,7 +36,7 @@ def plan_text(result: pipeline.SyncResult) -> str:
         if f["serial"] is not None:
             head += f", serial {f['serial']}"
         if f["publisher"]:
-            head += f" ({f['publisher']})"
+            head += f" ({shown(f['publisher'])})"
         head += (f": {_n(f['parsed'])} parsed, {_n(f['accepted'])} accepted, "
                  f"{_n(f['parse_rejects'])} malformed")
         guard = f["guard_rejects"]
@@ -82,7 +83,7 @@ def plan_text(result: pipeline.SyncResult) -> str:
         lines.append(f"APPLY FAILED: {result.error}")
     if result.dry_run:
         lines.append("dry run: nothing was changed")
-    return "\n".join(lines)
+    return shown("\n".join(lines), newlines=True)
 
 
 def cmd_sync(args: argparse.Namespace, out: Output) -> int:
@@ -169,7 +170,7 @@ def status_text(doc: dict[str, Any]) -> str:
     lines = []
     red, reset = ("\033[1;31m", "\033[0m") if sys.stdout.isatty() else ("", "")
     for problem in doc.get("kernel_disagrees", []):
-        lines.append(f"{red}KERNEL AND INTENT DISAGREE: {problem}{reset}")
+        lines.append(f"{red}KERNEL AND INTENT DISAGREE: {shown(problem)}{reset}")
     if doc.get("kernel_disagrees"):
         lines += ["  what to do: the running daemon repairs this within seconds; otherwise "
                   "run `blocklist-agent sync` (or `nft -f /var/lib/blocklist-agent/enforced.nft`)",
@@ -177,6 +178,12 @@ def status_text(doc: dict[str, Any]) -> str:
     iso = doc.get("isolation")
     if iso and (iso["active"] or iso["peers"]):  # first, and in red on a terminal
         lines += [isolation_text(iso, color=sys.stdout.isatty()), ""]
+    # what follows quotes servers and feeds (errors, publishers): escaped, colours come only above
+    return "\n".join([*lines, shown("\n".join(_status_lines(doc)), newlines=True)])
+
+
+def _status_lines(doc: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     last = doc["last_sync"]
     if last:
         lines.append(f"last sync: {last['time']}, {last['result']}"
@@ -215,7 +222,7 @@ def status_text(doc: dict[str, Any]) -> str:
         lines += firewall_text(fw)
     if doc.get("dns") is not None:
         lines += dns_text(doc["dns"])
-    return "\n".join(lines)
+    return lines
 
 
 def firewall_text(fw: dict[str, Any]) -> list[str]:
@@ -315,7 +322,7 @@ def why_text(a: dict[str, Any]) -> str:
                      f"by {o['by'] or '?'})")
     for g in a["guard"]:
         lines.append(f"  refused by guard rails ({g['feed']}): {g['detail']}")
-    return "\n".join(lines)
+    return shown("\n".join(lines), newlines=True)
 
 
 def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
