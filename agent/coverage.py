@@ -70,7 +70,7 @@ class Contributor(NamedTuple):
 
 
 def contributors(sources: Iterable[tuple[str, Iterable[Indicator]]], share: Share,
-                 limit: int, top: int = 5) -> list[str]:
+                 limit: float, top: int = 5) -> list[str]:
     """Who weighs most in each family above `limit`: each source's share, then its largest
     entries, as lines for the hold message."""
     lines: list[str] = []

@@ -14,10 +14,12 @@ false positive cutting a hospital service must not wait for someone to review an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from agent.coverage import Share, blocklist_share
-from agent.merge import SET_NAMES, Blocklist, covering_parent
+from agent.indicators import DOMAIN, IPV4, IPV6, Indicator
+from agent.merge import SET_NAMES, Blocklist, covering_parent, merge
 from agent.netrange import AF_INET, AF_INET6, SpanSet, intersect, spans, to_cidrs
 
 ENFORCING = ("v4", "v4_nets", "v6", "v6_nets", "names", "wild")
@@ -147,6 +149,18 @@ def deescalation(previous: Blocklist, new: Blocklist) -> Blocklist:
         allow_wild=previous.allow_wild | new.allow_wild,
         allow_ips=previous.allow_ips | new.allow_ips,
     )
+
+
+def allowed_only(previous: Blocklist, allow: Iterable[Indicator]) -> Blocklist:
+    """`previous` with the local allows carved out and nothing else changed: what a held plan
+    applies at once when its removals alone are too many to trust (an emptied feed)."""
+    entries = [
+        *(Indicator(IPV4, v) for v in (*previous.v4, *previous.v4_nets)),
+        *(Indicator(IPV6, v) for v in (*previous.v6, *previous.v6_nets)),
+        *(Indicator(DOMAIN, v) for v in previous.names),
+        *(Indicator(DOMAIN, v, subdomains=True) for v in previous.wild),
+    ]
+    return merge([entries], allow=allow)
 
 
 def _still_blocked(singles: frozenset[str], nets: frozenset[str], new_singles: frozenset[str],

@@ -74,6 +74,9 @@ def plan_text(result: pipeline.SyncResult) -> str:
                      f"({plan.ratio:.1%} of {_n(plan.before)} enforced)")
     if plan.held:
         lines.append(f"HELD: {plan.held}")
+        if result.deescalated is not None:
+            lines.append(f"  applied at once: the removals and allows of the held plan "
+                         f"(-{_n(result.deescalated.removed)} entries); only additions wait")
         lines.append("  what to do: check the feed (blocklist-agent status, why), then run "
                      "`blocklist-agent sync --force` if the change is expected")
     lines += result.notes
@@ -190,6 +193,9 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
                      + (" (applied)" if last.get("applied") else " (not applied)"))
         if last.get("plan", {}).get("held"):
             lines.append(f"  HELD: {last['plan']['held']}")
+            if last.get("deescalated"):
+                lines.append(f"  applied at once: -{last['deescalated']['removed']} entries "
+                             "(removals and allows are never held)")
             lines.append("  what to do: check, then `blocklist-agent sync --force`")
         if last.get("error"):
             lines.append(f"  apply failed: {last['error']['message']}")
