@@ -19,7 +19,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent import config as config_mod
-from agent.cli.common import Output, duration_arg
+from agent.cli.common import Output, duration_arg, feed_name_arg
 from agent.errors import AgentError
 from agent.util.escape import protect_handlers
 
@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publisher name shown to subscribers (default: from the key id)")
     p.add_argument("--format", default="auto", metavar="F",
                    help="payload format recorded in the manifest (default auto)")
+    p.add_argument("--feed", type=feed_name_arg, metavar="NAME",
+                   help="the feed's name, written into the manifest: subscribers whose feed has "
+                        "another name refuse it (protects feeds signed by one key from each other)")
     p.add_argument("--password-file", metavar="FILE",
                    help="password of an encrypted secret key")
 
