@@ -156,3 +156,19 @@ def test_an_emptied_feed_stays_held_but_allows_still_apply(
     now = enforced()
     assert len(now["v4"]) == 19 and "185.220.101.5" not in now["v4"]
     assert now["names"] == ["evil-c2.com"]
+
+
+def test_a_feed_over_its_max_indicators_is_refused_with_a_clear_reason(
+        publish: Callable[..., Any], server: HttpServer, write_config: Callable[..., Path],
+        cli: Cli, enforced: Callable[[], dict[str, list[str]]]) -> None:
+    publish("cert", BASE, serial=1)
+    write_config({"name": "cert", "url": server.url("/cert/manifest.json"),
+                  "max_indicators": 10})
+    result = cli("sync", "--json")
+    assert result.code == 1
+    error = result.json["feeds"][0]["error"]
+    assert error["reason"] == "too-many-indicators"
+    assert "21 entries by indicators.txt, more than this feed's max_indicators (10)" in (
+        error["message"])
+    assert "raise max_indicators" in error["hint"]
+    assert enforced()["v4"] == []
