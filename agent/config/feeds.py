@@ -60,7 +60,7 @@ def _feed(r: ValueReader, node: Node, path: str) -> FeedConfig | None:
         "subdomains": r.boolean,
         "max_reject_ratio": lambda n, p: r.ratio(n, p, zero_ok=True),
         "timeout": lambda n, p: r.duration(n, p, minimum=1, maximum=3600),
-        "ca_file": lambda n, p: r.file_path(n, p, optional=True),
+        "ca_file": lambda n, p: r.trusted_file(n, p, optional=True),
         "max_age": lambda n, p: r.duration(n, p, minimum=MIN_REFRESH),
         "max_indicators": lambda n, p: r.integer(n, p, 1, 100_000_000),
         "trusted_keys": lambda n, p: r.each(n, p, "minisign public keys",

@@ -65,7 +65,7 @@ def notify(*assignments: str) -> bool:
     """Send `READY=1`, `STATUS=…`, … in one message; False when not run by systemd."""
     # a STATUS= text may quote a server's words: one line, no control characters, or a line
     # break in it would send systemd an assignment of the server's choosing (READY=1, ...)
-    state = "\n".join("STATUS=" + shown(a[7:]) if a.startswith("STATUS=") else a
+    state = "\n".join("STATUS=" + shown(a[7:].replace("\n", " ")) if a.startswith("STATUS=") else a
                       for a in assignments)
     return _notify(state)
 
