@@ -33,6 +33,7 @@ from agent.fetch import Fetcher
 from agent.formats.policy import parse_payloads
 from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
+from agent.lifelines import Facts
 from agent.merge import Blocklist, merge
 from agent.plan import Plan, allowed_only, deescalation, make_plan
 from agent.psl import PublicSuffixList
@@ -220,6 +221,7 @@ def run(
     force: bool = False,
     render_to: Path | None = None,
     own_addresses: Sequence[str] = (),
+    facts: Facts | None = None,
     psl: PublicSuffixList | None = None,
     refresh: Collection[str] | None = None,
     now: datetime | None = None,
@@ -229,13 +231,16 @@ def run(
 
     `local` are the overrides read from local_dir (overrides.load, at the same `now`);
     `refresh` names the feeds to download (None: every feed), the others are merged from their
-    last good copy; `psl` is the public-suffix list (None: the guards load the default one).
+    last good copy; `psl` is the public-suffix list (None: the guards load the default one);
+    `facts` are the lifelines and protected names' addresses found at the edge (lifelines.gather).
     """
     now = now or utc_now()
     say = progress or (lambda _msg: None)
     clock = _Clock()
     started_all = time.perf_counter()
-    policy = Policy.from_config(config, own_addresses=own_addresses,
+    facts = facts or Facts()
+    policy = Policy.from_config(config, own_addresses=own_addresses, lifelines=facts.lifelines,
+                                protected_addresses=facts.protected,
                                 psl=psl if psl is not None else public_suffixes(),
                                 now=int(now.timestamp()))
 

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from agent import hostinfo, overrides, pipeline
+from agent import hostinfo, lifelines, overrides, pipeline
 from agent.backends.killswitch import isolation_status
 from agent.backends.registry import backends_for
 from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config
@@ -93,16 +93,17 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     store = StateStore(config.state_dir)
     backends = [] if args.dry_run else backends_for(config)
-    own = hostinfo.local_addresses() + hostinfo.resolvers()
+    own = hostinfo.local_addresses()
     # a dry run touches nothing, not even the state directory (the lock would create it);
     # every state file it reads is replaced atomically, so it needs no lock
     with contextlib.nullcontext() if args.dry_run else store.lock():
+        facts = lifelines.gather(config, store, save=not args.dry_run)
         now = utc_now()
         result = pipeline.run(config, fetcher=HttpFetcher(), store=store,
                               local=overrides.load(config.local_dir, now=int(now.timestamp())),
                               backends=backends, dry_run=args.dry_run, force=args.force,
-                              render_to=args.render_to, own_addresses=own, psl=default_psl(),
-                              now=now, progress=out.progress)
+                              render_to=args.render_to, own_addresses=own, facts=facts,
+                              psl=default_psl(), now=now, progress=out.progress)
     if out.json or args.dry_run or out.verbose or not result.ok:
         out.emit(result.to_dict(), lambda: plan_text(result))
     return EXIT_OK if result.ok else EXIT_FAIL
@@ -257,7 +258,10 @@ def firewall_text(fw: dict[str, Any]) -> list[str]:
 def cmd_why(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     store = StateStore(config.state_dir)
-    policy = Policy.from_config(config, psl=default_psl())
+    facts = lifelines.kept(config, store)
+    policy = Policy.from_config(config, own_addresses=hostinfo.local_addresses(),
+                                lifelines=facts.lifelines, protected_addresses=facts.protected,
+                                psl=default_psl())
     try:
         answer = explain(args.value, store, config.local_dir, policy)
     except InvalidValue as exc:
