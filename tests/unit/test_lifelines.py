@@ -1,0 +1,177 @@
+"""The gateway's lifelines and protected names' addresses: found in real configuration files,
+resolved with a deadline, kept, and refused as block targets with the guard named."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+from agent.config import loads
+from agent.guards import LIFELINE, PROTECTED, Policy
+from agent.hostinfo import Server, system_servers
+from agent.indicators import Indicator
+from agent.lifelines import KEEP_FOR, configured, gather, kept, resolve_all
+from agent.psl import PublicSuffixList
+from agent.state import StateStore
+
+PSL = PublicSuffixList(["fr", "org", "com", "net"])
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_system_servers_from_resolv_conf_resolved_timesyncd_and_chrony(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "etc/resolv.conf": "# by hand\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\n"
+                           "search example.org\n",
+        "run/systemd/resolve/resolv.conf": "nameserver 192.0.2.53\n",
+        "etc/systemd/resolved.conf": "[Resolve]\n#DNS=\nFallbackDNS=9.9.9.9\n",
+        "etc/systemd/resolved.conf.d/dns.conf":
+            "[Resolve]\nDNS=1.1.1.1#cloudflare-dns.com [2606:4700::1111]:853%eth0#one.one "
+            "8.8.8.8:53\n",
+        "etc/systemd/timesyncd.conf": "[Time]\nNTP=ntp.chu-example.fr 192.0.2.123\n",
+        "etc/chrony/chrony.conf": "pool 2.debian.pool.ntp.org iburst\n! server off.example\n"
+                                  "sourcedir /run/chrony-dhcp\nsourcedir /etc/chrony/sources.d\n"
+                                  "confdir /etc/chrony/conf.d\n",
+        "etc/chrony/sources.d/local.sources": "server ntp1.example.net iburst # ours\n",
+        "etc/chrony/conf.d/peer.conf": "peer 198.51.100.7\n",
+        "run/chrony-dhcp/eth0.sources": "server 203.0.113.9 iburst\n",
+    })
+    found = system_servers(root)
+    assert [s.host for s in found] == [
+        "127.0.0.53", "fe80::1", "192.0.2.53", "9.9.9.9", "1.1.1.1", "2606:4700::1111",
+        "8.8.8.8", "ntp.chu-example.fr", "192.0.2.123", "2.debian.pool.ntp.org",
+        "203.0.113.9", "ntp1.example.net", "198.51.100.7"]
+    assert Server("1.1.1.1", "resolver in /etc/systemd/resolved.conf.d/dns.conf") in found
+    assert Server("ntp1.example.net", "NTP server in /etc/chrony/sources.d/local.sources") in found
+
+
+def test_system_servers_of_an_empty_system(tmp_path: Path) -> None:
+    assert system_servers(tmp_path) == []
+
+
+CONFIG = """
+feeds:
+  - name: cert
+    url: https://feeds.cert.example.org/cert/manifest.json
+    mirrors: [https://198.51.100.80/cert/manifest.json]
+    trusted_keys: [RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3]
+guards:
+  protected: [chu-example.fr]
+  lifeline_except: [pool.ntp.org]
+dns:
+  backend: dnsupdate
+  server: "[2001:db8::53]:5300"
+  tsig_key_file: /etc/tsig.key
+  resolver: resolver.chu-example.fr
+isolation:
+  allow: [messagerie.mssante.fr]
+"""
+
+
+class FakeDns:
+    """getaddrinfo's stand-in: fixed answers, and what was asked."""
+
+    def __init__(self, answers: Mapping[str, list[str] | None]) -> None:
+        self.answers = dict(answers)
+        self.asked: list[str] = []
+
+    def __call__(self, names: Iterable[str], deadline: float) -> dict[str, list[str] | None]:
+        names = list(names)
+        self.asked += names
+        return {n: self.answers[n] for n in names if n in self.answers}
+
+
+def test_gather_resolves_keeps_and_forgets(tmp_path: Path) -> None:
+    config = loads(CONFIG)
+    store = StateStore(tmp_path / "state")
+    system = [Server("2.debian.pool.ntp.org", "NTP server in /etc/chrony/chrony.conf"),
+              Server("192.0.2.53", "resolver in /etc/resolv.conf")]
+    dns = FakeDns({"feeds.cert.example.org": ["203.0.113.10", "2001:db8:f::10"],
+                   "2.debian.pool.ntp.org": ["198.51.100.123"],
+                   "chu-example.fr": ["192.0.2.80"], "messagerie.mssante.fr": None})
+    facts = gather(config, store, now=1000, system=system, resolver=dns)
+    assert set(dns.asked) == {"feeds.cert.example.org", "resolver.chu-example.fr",
+                              "2.debian.pool.ntp.org", "chu-example.fr", "messagerie.mssante.fr"}
+    life = dict(facts.lifelines)
+    assert life["203.0.113.10"] == "feed server of cert (feeds.cert.example.org)"
+    assert life["feeds.cert.example.org"] == "feed server of cert"
+    assert life["198.51.100.80"] == "mirror of cert"
+    assert life["2001:db8::53"] == "DNS server of dns.server"
+    assert life["192.0.2.53"] == "resolver in /etc/resolv.conf"
+    assert "198.51.100.123" not in life  # the NTP pool is in guards.lifeline_except
+    assert facts.protected == (("192.0.2.80", "address of protected name chu-example.fr"),)
+    assert "messagerie.mssante.fr" in facts.unresolved
+    # DNS down at the next sync: the kept addresses stay protected
+    later = gather(config, store, now=2000, system=system, resolver=FakeDns({}))
+    assert "203.0.113.10" in dict(later.lifelines)
+    assert kept(config, store).protected == facts.protected
+    # a CDN moves the feed server: both addresses are protected until the old one ages out
+    moved = gather(config, store, now=3000, system=system,
+                   resolver=FakeDns({"feeds.cert.example.org": ["203.0.113.11"]}))
+    assert {"203.0.113.10", "203.0.113.11"} <= set(dict(moved.lifelines))
+    aged = gather(config, store, now=3000 + KEEP_FOR, system=system, resolver=FakeDns({}))
+    assert "203.0.113.10" not in dict(aged.lifelines)
+
+
+def test_lifeline_except_removes_what_the_operator_lists() -> None:
+    config = loads(CONFIG.replace("[pool.ntp.org]", "[pool.ntp.org, 198.51.100.0/24]"))
+    servers = configured(config, [Server("0.pool.ntp.org", "NTP server in /etc/chrony.conf")])
+    assert "0.pool.ntp.org" in [s.host for s in servers]
+    facts = gather(config, None, now=1, system=servers[-1:], resolver=FakeDns(
+        {"0.pool.ntp.org": ["192.0.2.1"]}))
+    hosts = dict(facts.lifelines)
+    assert "0.pool.ntp.org" not in hosts and "192.0.2.1" not in hosts
+    assert "198.51.100.80" not in hosts  # the mirror, inside an excepted network
+
+
+def test_resolve_all_never_waits_past_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def slow(name: str, *_: object, **__: object) -> list[tuple[object, ...]]:
+        if name == "slow.example":
+            release.wait(5)
+        return [(None, None, None, None, ("192.0.2.7", 0))]
+
+    monkeypatch.setattr("socket.getaddrinfo", slow)
+    started = time.monotonic()
+    found = resolve_all(["slow.example", "fast.example"], 0.3)
+    release.set()
+    assert time.monotonic() - started < 1.0
+    assert found == {"fast.example": ["192.0.2.7"]}
+
+
+def test_policy_refuses_lifelines_and_protected_addresses_naming_the_guard() -> None:
+    policy = Policy.build(
+        psl=PSL,
+        lifelines=[("185.220.101.10", "feed server of cert (feeds.cert.example.org)"),
+                   ("feeds.cert.example.org", "feed server of cert")],
+        protected_addresses=[("91.219.236.80", "address of protected name chu-example.fr")],
+    )
+    checks = {
+        "185.220.101.10": (LIFELINE, "185.220.101.10 touches lifeline of this gateway "
+                         "185.220.101.10, feed server of cert (feeds.cert.example.org)"),
+        "185.220.101.0/24": (LIFELINE, "185.220.101.0/24 touches lifeline of this gateway"),
+        "feeds.cert.example.org": (LIFELINE, "feeds.cert.example.org is a lifeline of this "
+                                   "gateway: feed server of cert"),
+        "91.219.236.80": (PROTECTED, "91.219.236.80 touches protected network 91.219.236.80, "
+                          "address of protected name chu-example.fr"),
+    }
+    for value, (reason, detail) in checks.items():
+        kind = "domain" if value[0].isalpha() else "ipv4"
+        bad = policy.check_one(Indicator(kind, value))
+        assert bad is not None and bad.reason == reason and bad.detail.startswith(detail), value
+    wild = policy.check_one(Indicator("domain", "cert.example.org", subdomains=True))
+    assert wild is not None and wild.reason == LIFELINE
+    assert "*.cert.example.org would cover feeds.cert.example.org" in wild.detail
+    assert policy.check_one(Indicator("domain", "evil.cert.example.org")) is None
+    assert policy.check_one(Indicator("ipv4", "185.220.101.11")) is None
