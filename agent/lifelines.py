@@ -152,7 +152,7 @@ def _excepted(config: Config) -> Callable[[str], bool]:
 
 
 def gather(config: Config, store: StateStore | None, *, now: int | None = None,
-           system: Iterable[Server] | None = None, resolver: Resolver = resolve_all,
+           system: Iterable[Server] | None = None, resolver: Resolver | None = None,
            save: bool = True) -> Facts:
     """Resolve the lifelines and protected names now (within DEADLINE), merged with what was
     kept; `store` None or `save` False: nothing written (dry runs)."""
@@ -160,7 +160,7 @@ def gather(config: Config, store: StateStore | None, *, now: int | None = None,
     servers = configured(config, system_servers() if system is None else system)
     lifeline_names = {s.host.lower().rstrip(".") for s in servers if not _is_address(s.host)}
     wanted = sorted(lifeline_names | set(protected_names(config)))
-    answers = resolver(wanted, DEADLINE) if wanted else {}
+    answers = (resolver or resolve_all)(wanted, DEADLINE) if wanted else {}
     unresolved = tuple(n for n in wanted if not answers.get(n))
     if unresolved:
         log.info("not resolved in %.1f s (their kept addresses stay protected): %s", DEADLINE,
