@@ -49,8 +49,10 @@ class Facts(NamedTuple):
     unresolved: tuple[str, ...] = ()  # names that did not answer this time (kept addresses used)
 
     def addresses(self) -> list[str]:
-        """The lifelines' addresses: what the kill switch keeps open."""
-        return [v for v, _ in self.lifelines if _is_address(v)]
+        """The lifelines' addresses that leave the gateway (not loopback): what the kill switch
+        keeps open."""
+        return [v for v, _ in self.lifelines if _is_address(v)
+                and not v.startswith("127.") and v != "::1"]
 
 
 def _is_address(value: str) -> bool:

@@ -253,7 +253,12 @@ def run(
                                      with_index=not dry_run, refresh=due))
 
     started = time.perf_counter()
-    local_deny = policy.check(o.indicator for o in local.deny)
+    # a local deny is the operator naming a value: it may block a lifeline (a compromised feed
+    # server), which no feed can; every other guard applies to it as to a feed
+    deny_policy = Policy.from_config(config, own_addresses=own_addresses,
+                                     protected_addresses=facts.protected, psl=policy.psl,
+                                     now=policy.now)
+    local_deny = deny_policy.check(o.indicator for o in local.deny)
     for bad in local_deny.rejected:
         log.warning("local deny %s ignored: %s", bad.indicator.value, bad.detail)
     clock.add("guards", started)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,9 +15,10 @@ from agent.config import loads
 from agent.guards import LIFELINE, PROTECTED, Policy
 from agent.hostinfo import Server, system_servers
 from agent.indicators import Indicator
-from agent.lifelines import KEEP_FOR, configured, gather, kept, resolve_all
+from agent.lifelines import KEEP_FOR, Facts, configured, gather, kept, resolve_all
 from agent.psl import PublicSuffixList
 from agent.state import StateStore
+from lab.httpserver import HttpServer
 
 PSL = PublicSuffixList(["fr", "org", "com", "net"])
 
@@ -175,3 +177,23 @@ def test_policy_refuses_lifelines_and_protected_addresses_naming_the_guard() -> 
     assert "*.cert.example.org would cover feeds.cert.example.org" in wild.detail
     assert policy.check_one(Indicator("domain", "evil.cert.example.org")) is None
     assert policy.check_one(Indicator("ipv4", "185.220.101.11")) is None
+
+
+def test_a_feed_cannot_block_a_lifeline_but_the_operator_can(
+        publish: Callable[..., Any], server: HttpServer, write_config: Callable[..., Path],
+        cli: Callable[..., Any], enforced: Callable[[], dict[str, list[str]]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    facts = Facts(lifelines=(("185.220.101.10", "NTP server in /etc/chrony/chrony.conf"),
+                             ("185.220.101.11", "feed server of cert (feeds.example.org)")))
+    monkeypatch.setattr("agent.lifelines.gather", lambda *a, **k: facts)
+    monkeypatch.setattr("agent.lifelines.kept", lambda *a, **k: facts)
+    publish("cert", "185.220.101.10\n185.220.101.11\n185.220.101.12\n", serial=1)
+    write_config({"name": "cert", "url": server.url("/cert/manifest.json")})
+    assert cli("deny", "185.220.101.11", "--reason", "the feed server is compromised").code == 0
+    result = cli("sync", "--json")
+    assert result.code == 0, result.out
+    assert result.json["feeds"][0]["guard_rejects"] == {"lifeline": 2}
+    assert enforced()["v4"] == ["185.220.101.11", "185.220.101.12"]
+    why = cli("why", "185.220.101.10")
+    assert "refused by guard rails (cert): 185.220.101.10 touches lifeline of this gateway " \
+        "185.220.101.10, NTP server in /etc/chrony/chrony.conf" in why.out
