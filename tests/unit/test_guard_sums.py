@@ -7,7 +7,6 @@ command line with no backend, so what is enforced is state_dir/applied.json.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from agent.coverage import PUBLIC_SIZE, blocklist_share, contributors
 from agent.guards import SPECIAL_V4
 from agent.indicators import Indicator
 from agent.merge import Blocklist, merge
-from agent.netrange import AF_INET, AF_INET6
+from agent.netrange import AF_INET, AF_INET6, SpanSet, span, subtract, to_cidrs
 from agent.plan import deescalation, make_plan
 from lab.httpserver import HttpServer
 
@@ -25,25 +24,22 @@ Cli = Callable[..., Any]
 
 
 def covering_slash8s() -> list[str]:
-    """Prefixes of /8 or longer, none touching a special range, that together are 100 % of
-    public IPv4 (the audit's case had 286 of them)."""
-    special = [ipaddress.ip_network(c) for c, _ in SPECIAL_V4]
+    """The audit's 286 prefixes: each /8 or longer, none touching a special range, together
+    100 % of public IPv4 (every public /8, and the fewest prefixes filling the others)."""
+    special = SpanSet.of([cidr for cidr, _ in SPECIAL_V4], AF_INET)
     out: list[str] = []
     for first in range(256):
-        net = ipaddress.ip_network(f"{first}.0.0.0/8")
-        if not any(net.overlaps(s) for s in special):
-            out.append(str(net))
-            continue
-        for s in special:  # the special range's /8: what is left of it, as prefixes >= /8
-            if net.overlaps(s) and s.prefixlen > 8:
-                out += [str(n) for n in net.address_exclude(s)]
+        whole = span(f"{first}.0.0.0/8", AF_INET)
+        out += to_cidrs(subtract([whole], [(lo, hi) for lo, hi in zip(
+            special.starts, special.ends, strict=True)]), AF_INET)
     return out
 
 
 def test_the_286_prefixes_of_the_audit_cover_all_of_public_ipv4() -> None:
     nets = covering_slash8s()
-    # the audit's count: each /8 or longer, none in a special range
-    assert len(nets) >= 200 and all(int(n.split("/")[1]) >= 8 for n in nets)
+    assert len(nets) == 286 and all(int(n.split("/")[1]) >= 8 for n in nets)
+    special = SpanSet.of([cidr for cidr, _ in SPECIAL_V4], AF_INET)
+    assert not any(special.touches(*span(n, AF_INET)) for n in nets)
     share = blocklist_share(merge([[Indicator("ipv4", n) for n in nets]]))
     assert round(share.v4, 6) == 1.0 and share.v6 == 0.0
 
