@@ -171,16 +171,18 @@ def gather(config: Config, store: StateStore | None, *, now: int | None = None,
     kept = _merge_kept(kept_doc.get("names", {}) if isinstance(kept_doc, dict) else {},
                        answers, now)
     if store is not None and save:
-        store.save_lifelines({"names": kept, "updated": now})
+        store.save_lifelines({"names": kept, "updated": now, "unresolved": list(unresolved)})
     return _facts(config, servers, kept, unresolved)
 
 
 def kept(config: Config, store: StateStore) -> Facts:
-    """The facts from the kept addresses only, resolving nothing (`why`, `isolate`)."""
+    """The facts from the kept addresses only, resolving nothing (`why`, `isolate`, `status`)."""
     doc = store.load_lifelines()
-    names = doc.get("names", {}) if isinstance(doc, dict) else {}
-    return _facts(config, configured(config, system_servers()), names if isinstance(
-        names, dict) else {}, ())
+    names = doc.get("names", {})
+    unresolved = doc.get("unresolved", [])
+    return _facts(config, configured(config, system_servers()),
+                  names if isinstance(names, dict) else {},
+                  tuple(str(n) for n in unresolved) if isinstance(unresolved, list) else ())
 
 
 def _facts(config: Config, servers: list[Server], kept: Mapping[str, Any],

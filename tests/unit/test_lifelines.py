@@ -197,3 +197,21 @@ def test_a_feed_cannot_block_a_lifeline_but_the_operator_can(
     why = cli("why", "185.220.101.10")
     assert "refused by guard rails (cert): 185.220.101.10 touches lifeline of this gateway " \
         "185.220.101.10, NTP server in /etc/chrony/chrony.conf" in why.out
+
+
+def test_status_lists_the_lifelines_and_what_did_not_resolve(
+        publish: Callable[..., Any], server: HttpServer, write_config: Callable[..., Path],
+        cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    publish("cert", "185.220.101.12\n", serial=1)
+    write_config({"name": "cert", "url": server.url("/cert/manifest.json"),
+                  "mirrors": ["https://mirror.cert.example.org/cert/manifest.json"]})
+    monkeypatch.setattr("agent.lifelines.system_servers", lambda *a: [
+        Server("192.0.2.53", "resolver in /etc/resolv.conf")])
+    assert cli("sync").code == 0
+    doc = cli("status", "--json").json["lifelines"]
+    assert {"value": "127.0.0.1", "what": "feed server of cert"} in doc["protected"]
+    assert {"value": "192.0.2.53", "what": "resolver in /etc/resolv.conf"} in doc["protected"]
+    assert doc["unresolved"] == ["mirror.cert.example.org"]  # no DNS in unit tests
+    text = cli("status").out
+    assert "lifelines never blocked: 127.0.0.1, mirror.cert.example.org, 192.0.2.53" in text
+    assert "not resolved at the last sync" in text

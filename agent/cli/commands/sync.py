@@ -122,6 +122,9 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         "guard_rejects": status.get("guard_rejects", {}),
         "overrides": status.get("overrides", {}),
     }
+    facts = lifelines.kept(config, store)
+    doc["lifelines"] = {"protected": [{"value": v, "what": w} for v, w in facts.lifelines],
+                        "unresolved": list(facts.unresolved)}
     doc["firewall"] = firewall_status(config, store)
     doc["dns"] = dns_status(config)
     doc["isolation"] = (isolation_status(config, store, int(time.time()))
@@ -221,6 +224,15 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
             detail = ", ".join(f"{k} {v}" for k, v in sorted(guard.items()))
             lines.append(f"  rejected: {f.get('parse_rejects', 0)} malformed"
                          + (f", guards: {detail}" if detail else ""))
+    life = doc.get("lifelines") or {}
+    if life.get("protected"):
+        shown_values = ", ".join(e["value"] for e in life["protected"][:8])
+        more = len(life["protected"]) - 8
+        lines.append(f"lifelines never blocked: {shown_values}"
+                     + (f" and {more} more (status --json)" if more > 0 else ""))
+    if life.get("unresolved"):
+        lines.append("  not resolved at the last sync (their kept addresses stay protected): "
+                     + ", ".join(life["unresolved"]))
     enforced = doc["enforced"]
     lines.append("enforced: " + (", ".join(f"{k} {_n(v)}" for k, v in enforced.items() if v)
                                  or "nothing"))
