@@ -8,7 +8,7 @@ about a second, which keeps the sync itself free of per-value bookkeeping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +71,9 @@ def _enforced(bl: Blocklist, target: Indicator) -> Iterator[dict[str, str]]:
             yield {"set": nets, "entry": net}
 
 
-def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None) -> Answer:
+def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None,
+            allow_feeds: Collection[str] = ()) -> Answer:
+    """`allow_feeds`: the feeds with `role: allow`, whose entries allow rather than block."""
     target = normalize(value)
     ans = Answer(target.value if not target.subdomains else f"*.{target.value}", target.type)
     applied = store.load_applied()
@@ -89,7 +91,8 @@ def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None
             entry, flag, ref = _fields(line)
             if _covers(entry, flag == "*", target):
                 shown = f"*.{entry}" if flag == "*" else entry
-                ans.sources.append({"feed": name, "serial": serial, "entry": shown, "ref": ref})
+                found = {"feed": name, "serial": serial, "entry": shown, "ref": ref}
+                (ans.allowed_by if name in allow_feeds else ans.sources).append(found)
         for line in cached.reject_lines():
             entry, reason, detail = _fields(line)
             if entry == target.value:
