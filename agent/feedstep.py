@@ -262,6 +262,6 @@ def process_feed(
     return FeedOutcome(
         name=feed.name, status=status, record=record, indicators=guard.accepted,
         parsed=total, parse_rejects=len(rejects), reject_samples=tuple(rejects[:SAMPLE]),
-        guard=guard, error=error, stale=record is not None and source.expired(record, now),
+        guard=guard, error=error, stale=record is not None and source.expired(record, now, feed),
         data=data, index=index, refreshed=refresh,
     )

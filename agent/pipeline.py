@@ -31,6 +31,7 @@ from typing import Any
 from agent import overrides
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config
+from agent.coverage import contributors
 from agent.errors import AgentError, StateError, contained
 from agent.feedstep import (
     SAMPLE,
@@ -44,8 +45,9 @@ from agent.feedstep import (
 from agent.fetch import Fetcher
 from agent.formats.policy import parse_payloads
 from agent.guards import Policy
+from agent.lifelines import Facts
 from agent.merge import Blocklist, merge
-from agent.plan import Plan, make_plan
+from agent.plan import Plan, allowed_only, deescalation, make_plan
 from agent.psl import PublicSuffixList
 from agent.psl import default as public_suffixes
 from agent.render.nft_blocklist import render_table
@@ -72,6 +74,7 @@ class SyncResult:
     timings: dict[str, float] = field(default_factory=dict)
     backends: list[dict[str, Any]] = field(default_factory=list)  # name, applied, note, error
     repairs: list[dict[str, str]] = field(default_factory=list)  # damaged state files set aside
+    deescalated: Plan | None = None  # the removals applied at once while the plan is held
 
     @property
     def ok(self) -> bool:
@@ -98,6 +101,7 @@ class SyncResult:
             },
             "enforced": self.blocklist.counts(),
             "plan": self.plan.summary(),
+            "deescalated": self.deescalated.summary() if self.deescalated else None,
             "rendered": self.rendered,
             "applied_notes": self.notes,
             "backends": self.backends,
@@ -117,6 +121,7 @@ def run(
     force: bool = False,
     render_to: Path | None = None,
     own_addresses: Sequence[str] = (),
+    facts: Facts | None = None,
     psl: PublicSuffixList | None = None,
     refresh: Collection[str] | None = None,
     now: datetime | None = None,
@@ -128,6 +133,7 @@ def run(
     `local` are the overrides read from local_dir (overrides.load, at the same `now`);
     `refresh` names the feeds to download (None: every feed), the others are merged from their
     last good copy; `psl` is the public-suffix list (None: the guards load the default one);
+    `facts` are the lifelines and protected names' addresses found at the edge (lifelines.gather);
     `cancel`, once set, skips the downloads still to come (the daemon has something more urgent).
     """
     now = now or utc_now()
@@ -137,7 +143,9 @@ def run(
     store.quarantine.dry_run = dry_run
     if not dry_run:
         _sweep(config, store)
-    policy = Policy.from_config(config, own_addresses=own_addresses,
+    facts = facts or Facts()
+    policy = Policy.from_config(config, own_addresses=own_addresses, lifelines=facts.lifelines,
+                                protected_addresses=facts.protected,
                                 psl=psl if psl is not None else public_suffixes(),
                                 now=int(now.timestamp()))
     budget = Budget(config, cancel)
@@ -152,7 +160,12 @@ def run(
                                      with_index=not dry_run, refresh=due))
 
     started = time.perf_counter()
-    local_deny = policy.check(o.indicator for o in local.deny)
+    # a local deny is the operator naming a value: it may block a lifeline (a compromised feed
+    # server), which no feed can; every other guard applies to it as to a feed
+    deny_policy = Policy.from_config(config, own_addresses=own_addresses,
+                                     protected_addresses=facts.protected, psl=policy.psl,
+                                     now=policy.now)
+    local_deny = deny_policy.check(o.indicator for o in local.deny)
     for bad in local_deny.rejected:
         log.warning("local deny %s ignored: %s", bad.indicator.value, bad.detail)
     clock.add("guards", started)
@@ -172,8 +185,13 @@ def run(
     # An empty enforcement (every feed failed on the first attempts) protects nothing: the first
     # real data is a first sync, not a 100 % change held for --force.
     baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
-    plan = make_plan(baseline, blocklist,
-                     max_change=config.guards.max_change, force=force)
+    plan = make_plan(baseline, blocklist, max_change=config.guards.max_change, force=force,
+                     max_address_share=config.guards.max_address_share)
+    if plan.share_over and not force:
+        named = [*((o.name, o.indicators) for o in outcomes if o.name not in allow_feeds),
+                 ("local deny", local_deny.accepted)]
+        plan = plan._replace(contributors=tuple(
+            contributors(named, plan.share, config.guards.max_address_share)))
     meta = previous[1] if previous else {}
     clock.add("plan", started)
 
@@ -201,12 +219,46 @@ def run(
             clock.add("record", started)
     elif plan.held:
         log.warning("plan held: %s", plan.held)
+        if not dry_run and baseline is not None:
+            _deescalate(result, config, store, backends, baseline, meta, rpz_serial, now, say)
 
     result.timings = dict(clock.timings, total=time.perf_counter() - started_all)
     result.repairs = store.repairs()
     if not dry_run:
         _record_status(result, store, now, refresh)
     return result
+
+
+def _deescalate(result: SyncResult, config: Config, store: StateStore,
+                backends: Sequence[Backend], baseline: Blocklist, meta: dict[str, Any],
+                rpz_serial: int, now: datetime, say: Callable[[str], None]) -> None:
+    """Apply the part of a held plan that only unblocks (docs/design.md §5): allows are never
+    held. The feeds' new data is not recorded (what they add is still held); the applied record
+    is, so that the next plan starts from what the kernel and the resolver hold."""
+    partial = deescalation(baseline, result.blocklist)
+    step = make_plan(baseline, partial, max_change=config.guards.max_change)
+    if step.held:  # the removals alone are over max_change (an emptied feed): only the allows
+        partial = deescalation(baseline, allowed_only(
+            baseline, [o.indicator for o in result.overrides.allow]))
+        step = make_plan(baseline, partial, max_change=1.0)
+    if step.empty:
+        return
+    ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial,
+                       generation=int(meta.get("generation", 0)) + 1)
+    say("applying the removals of the held plan")
+    _apply(result, backends, step, partial, ctx, say)
+    if result.error is not None:
+        return
+    feeds = {o.name: o.record.serial for o in result.feeds if o.record is not None}
+    try:
+        store.save_applied(partial, {**meta, "rpz_serial": rpz_serial,
+                                     "generation": ctx.generation,
+                                     "applied_at": int(now.timestamp()), "feeds": feeds})
+    except Exception as exc:
+        result.error = _write_error(exc, "applied.json")
+        return
+    result.deescalated = step
+    log.warning("plan held, its removals applied at once: -%d entries", step.removed)
 
 
 def _sweep(config: Config, store: StateStore) -> None:
