@@ -57,6 +57,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -74,6 +75,7 @@ from agent.state.status import after_sync
 from agent.util.fsutil import atomic_write, fsync_dir, sweep, tmp_name
 from agent.util.timefmt import iso_z
 
+log = logging.getLogger(__name__)
 LOCK = "lock"
 STATUS = "status.json"
 APPLIED = "applied.json"
@@ -317,7 +319,13 @@ class StateStore:
         return self._read_record(LIFELINES)
 
     def save_lifelines(self, data: dict[str, Any]) -> None:
-        self._write_json(LIFELINES, data)
+        """Best effort: a cache of addresses; a full disk must not stop the sync that needs
+        them (this sync uses what it resolved; the next one writes them again)."""
+        try:
+            self._write_json(LIFELINES, data)
+        except OSError as exc:
+            log.warning("cannot write %s: %s; the addresses resolved now still protect this "
+                        "sync", self.root / LIFELINES, exc.strerror or exc)
 
     # -- the kill switch and the backends' own records ------------------------------------
     def load_isolation(self) -> dict[str, Any]:
