@@ -14,7 +14,10 @@ Promises, in the order an on-call person cares about them:
 - SIGHUP, or an edit of the configuration file, reloads it; a configuration that does not load
   is refused and the running one kept; a change in local_dir (allow/deny) is applied at once;
 - SIGTERM lets the step in progress finish (a download under way, or an apply), starts no new
-  download, and exits 0.
+  download, and exits 0;
+- with nftables, what others do to the table (flushed ruleset, deleted element, emptied
+  iso_wan) is repaired within a second or so by agent.daemon.kernelwatch (its own thread);
+  STATUS= and the metrics say what the kernel holds, not what was recorded.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,15 +37,19 @@ from agent import config as config_mod
 from agent import hostinfo, isolation, overrides, pipeline
 from agent.backends import killswitch
 from agent.backends.base import Backend
+from agent.backends.nft_exec import Nft
+from agent.backends.nftables import NftablesBackend
 from agent.backends.registry import backends_for
 from agent.config import Config
 from agent.daemon import report
 from agent.daemon import schedule as sched
+from agent.daemon.kernelwatch import KernelWatcher, Repair
 from agent.daemon.notify import Journal, notify, watchdog_interval
 from agent.daemon.watch import Pending, start_watcher, stop_watcher
 from agent.errors import AgentError, StateError
 from agent.fetch import Fetcher, HttpFetcher, Response
 from agent.guards import Policy
+from agent.pipeline import SyncResult
 from agent.psl import default as default_psl
 from agent.state import StateStore
 from agent.util.timefmt import utc_now
@@ -86,6 +94,7 @@ class Daemon:
         journal: Journal | None = None,
         own_addresses: Callable[[], list[str]] | None = None,
         watch: bool = True,
+        kernel_watch: bool = True,
     ) -> None:
         self.config_path = config_path
         self.fetcher = fetcher or HttpFetcher()
@@ -106,6 +115,11 @@ class Daemon:
         self.last_metrics = float("-inf")
         self.metrics_error = ""
         self.watcher: Any = None
+        self.kernel_watch = kernel_watch
+        self.kernel: KernelWatcher | None = None
+        self.kernel_news = threading.Event()  # the watcher saw or repaired something
+        self.repairs: Counter[str] = Counter()
+        self.last_result: SyncResult | None = None
 
     # -- start, loop, stop --------------------------------------------------------------------
     def start(self) -> None:
@@ -120,11 +134,16 @@ class Daemon:
         self.schedule = sched.initial(self._feed_intervals(), self.clock())
         self.status("starting: enforcing the last good state")
         self.sync(frozenset())
+        self._rearm_kernel_watch()
 
     def step(self) -> float:
         """Do whatever is due now; return how long the loop may sleep."""
         self.ping()
         self._isolation_deadlines()
+        if self.kernel_news.is_set():
+            self.kernel_news.clear()
+            self._say_status()
+            self.write_metrics()
         now = self.clock()
         if self.reload_requested:
             self.reload_requested = False
@@ -166,6 +185,9 @@ class Daemon:
     def close(self) -> None:
         """Stop watching; enforcement stays exactly as it is (fail closed)."""
         notify("STOPPING=1", "STATUS=stopped: enforcement left in place")
+        if self.kernel is not None:
+            self.kernel.stop()
+            self.kernel = None
         if self.watcher is not None:
             stop_watcher(self.watcher)
             self.watcher = None
@@ -230,6 +252,7 @@ class Daemon:
         self.store = StateStore(config.state_dir)
         self.schedule = sched.initial(self._feed_intervals(), self.clock())
         self._rearm_watcher()
+        self._rearm_kernel_watch()
         self.journal.event(logging.INFO, f"configuration reloaded ({why}): "
                            f"{len(config.feeds)} feeds, refreshing them now",
                            ACTION="reload", RESULT="ok")
@@ -284,8 +307,18 @@ class Daemon:
         if not self.ready and result.error is None:
             self.ready = True
             notify("READY=1")
+        self.last_result = result
+        self._say_status()
+
+    def _say_status(self) -> None:
+        """STATUS= after the last sync, with what the kernel holds first (when watched)."""
+        if self.last_result is None:
+            return
         wakeup = sched.next_wakeup(self.schedule)
-        self.status(report.summary(result, None if wakeup is None else wakeup - self.clock()))
+        kernel = self.kernel.facts if self.kernel is not None else None
+        self.status(report.summary(self.last_result,
+                                   None if wakeup is None else wakeup - self.clock(),
+                                   kernel, self.config.firewall.table))
 
     def _before_get(self) -> None:
         if self.stopping.is_set():
@@ -304,7 +337,8 @@ class Daemon:
         if not path:
             return
         try:
-            report.write_metrics(path, self.config, self.store, self.backends, time.time())
+            report.write_metrics(path, self.config, self.store, self.backends, time.time(),
+                                 *((self.kernel.facts, self.repairs) if self.kernel else ()))
             self.metrics_error = ""
         except Exception as exc:  # reported below, once per distinct problem
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -337,6 +371,27 @@ class Daemon:
             stop_watcher(self.watcher)
         self.watcher = start_watcher(Path(self.config_path), Path(self.config.local_dir),
                                      self._on_file_change)
+
+    def _rearm_kernel_watch(self) -> None:
+        """The kernel watcher for the nftables firewall, on the current configuration."""
+        if self.kernel is not None:
+            self.kernel.stop()
+            self.kernel = None
+        if self.kernel_watch and self.config.firewall.backend == "nftables":
+            nft = next((b.nft for b in self.backends if isinstance(b, NftablesBackend)), Nft())
+            self.kernel = KernelWatcher(self.config, self.store, nft, on_repair=self._on_repair,
+                                        on_facts=lambda _facts: self._kernel_news())
+            self.kernel.start()
+
+    def _on_repair(self, repair: Repair) -> None:
+        """From the watcher's thread: journal now; STATUS= and metrics from the loop."""
+        self.repairs[repair.kind] += 1
+        report.journal_repair(self.journal, repair)
+        self._kernel_news()
+
+    def _kernel_news(self) -> None:
+        self.kernel_news.set()
+        self.wake.set()
 
     def _on_file_change(self, what: str) -> None:
         self.pending.note(what, self.clock())
