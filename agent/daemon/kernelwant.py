@@ -36,19 +36,6 @@ SMALL_SETS = ("iso_wan", "peer_v4", "peer_v6", "iso_allow_v4", "iso_allow_v6", "
 KEEP_ADDED = frozenset({"iso_wan"})  # a foreign cut is kept (break-glass), see above
 GRACE = 3  # seconds: an element this close to its timeout is let go, not re-added
 _TIMEOUT = re.compile(r" timeout (\d+)s")
-RECORDS = ("nftables.json", "isolation.json", "applied.json")
-
-
-def generation(store: StateStore) -> tuple[tuple[int, int], ...]:
-    """Changes whenever the writer records a commit (the files it writes after each)."""
-    out = []
-    for name in RECORDS:
-        try:
-            st = (Path(store.root) / name).stat()
-            out.append((st.st_mtime_ns, st.st_ino))
-        except OSError:
-            out.append((0, 0))
-    return tuple(out)
 
 
 @dataclass
@@ -67,6 +54,7 @@ class Desired:
         self.store = store
         self._key: tuple[int, int, int] | None = None
         self._blocklist = Blocklist()
+        self._generation = 0
         self._big: dict[str, frozenset[str]] = {}
 
     def blocklist(self) -> Blocklist:
@@ -79,14 +67,23 @@ class Desired:
         if key != self._key:
             applied = self.store.load_applied()
             self._blocklist = applied[0] if applied else Blocklist()
+            self._generation = int(applied[1].get("generation", 0)) if applied else 0
             self._big = {name: getattr(self._blocklist, name) for name in BIG_SETS}
             self._key = key
         return self._blocklist
 
-    def wants_big(self, set_name: str, value: str) -> bool:
+    def big_known(self, nft_record: Mapping[str, Any]) -> bool:
+        """Does the kernel hold the applied list? Not after an apply interrupted before its
+        records, nor when nftables was applied and the rest of the sync was not (the next sync
+        reloads the table whole): then its elements cannot be judged one by one."""
         self.blocklist()
-        values = self._big.get(set_name, frozenset())
-        return value in values or nftmonitor.canonical(value) in values
+        return bool(nft_record) and not nft_record.get("pending") and \
+            nft_record.get("generation", 0) == self._generation
+
+    def big(self) -> dict[str, frozenset[str]]:
+        """The blocklist's sets by nftables set name (read again if applied.json changed)."""
+        self.blocklist()
+        return self._big
 
     def small(self, intent: IsolationState, now: int) -> SmallWant:
         fw = self.config.firewall
@@ -107,7 +104,8 @@ class Desired:
 
 @dataclass
 class Fix:
-    """Element repairs for one set: `add` element texts, `delete` values, `kept` foreign cuts."""
+    """Element repairs for one set: `add` element texts, `delete` values, `kept` foreign cuts
+    (the small sets are repaired whole from the intent; their lists are for the report)."""
 
     add: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
@@ -120,13 +118,17 @@ def fold(events: Iterable[nftmonitor.Event]) -> dict[tuple[str, str], str]:
     return {(event.set, event.value): event.op for event in events}
 
 
-def compare_events(net: Mapping[tuple[str, str], str], desired: Desired, small: SmallWant
-                   ) -> dict[str, Fix]:
-    """The repairs the folded events call for."""
+def compare_events(net: Mapping[tuple[str, str], str], desired: Desired, small: SmallWant,
+                   big_known: bool) -> dict[str, Fix]:
+    """The repairs the folded events call for (the big sets only when `big_known`)."""
     fixes: dict[str, Fix] = {}
+    big = desired.big()
     for (set_name, value), op in net.items():
         if set_name in BIG_SETS:
-            wanted = desired.wants_big(set_name, value)
+            if not big_known:
+                continue
+            values = big[set_name]
+            wanted = value in values or nftmonitor.canonical(value) in values
             text = value
         elif set_name in SMALL_SETS:
             value = nftmonitor.canonical(value)

@@ -12,8 +12,9 @@ Two eyes, measured on nft 1.0.6 with a million elements loaded:
   and the net result compared with what the agent wants (agent.daemon.kernelwant) once the
   kernel lock is free, that is once a commit in progress has written its records: our own
   incremental updates then compare equal, a foreign deletion is re-added, a foreign addition
-  deleted. Lost events (the kernel's buffer overflowed, the monitor restarted) with no commit of
-  ours meanwhile mean a full reload, since nothing cheaper can tell what was missed.
+  deleted. After lost events (a flood: our own full reload, a flushed big set; a monitor that
+  restarted), a few wanted elements of each big set are probed (`nft -c create element`, 20
+  ms): any missing means a full reload.
 
 Everything runs on the watcher's own thread: the daemon's loop, SIGHUP and the watchdog pings
 never wait for it. Each repair is reported (journal ACTION=repair, the repairs metric) through
@@ -23,32 +24,31 @@ the `on_repair` callback; `facts` is the kernel as last seen, for STATUS= and th
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent import isolation
 from agent.backends.nft_exec import Nft
+from agent.backends.nft_view import KernelIsolation, KernelView, SetElement
+from agent.backends.nft_writer import TableWriter
 from agent.config import Config
 from agent.daemon import kernelwant as want
 from agent.daemon import nftmonitor
-from agent.daemon.writer_standin import (
-    KernelIsolation,
-    KernelView,
-    SetElement,
-    TableWriter,
-    kernel_lock,
-)
 from agent.errors import AgentError, StateError
+from agent.isolation import record
 from agent.state import StateStore
 
 log = logging.getLogger(__name__)
-POLL = 1.0      # seconds between skeleton checks
+POLL = 0.5      # seconds between skeleton checks (7 ms each)
+SMALL_EVERY = 1.0  # seconds between listings of the small sets (7 sets, ~5 ms each)
 QUIET = 0.15    # seconds without a new event before a burst is compared
 MAX_FOLD = 1.0  # ... or this long after its first event, whatever keeps coming
 LOCK_WAIT = 60.0  # for a commit in progress before comparing events (a 1M full reload: ~25 s)
-FLOOD = 50_000  # events in one burst: dropped, and the monitor paused until the lock is free
+FLOOD = 20_000  # events in a second: the monitor is paused until the kernel lock is free
+SAMPLE = 5  # wanted elements probed per big set when events were lost
+HOLD, UNKNOWN_FOR = 0.5, 30.0  # seconds: events wait for the records, retried, at most
 BACKOFF = (2.0, 60.0)  # after a repair that failed
 FULLS_PER_MINUTE = 5  # full reloads; beyond, each waits longer (a loop with something else)
 
@@ -105,10 +105,13 @@ class KernelWatcher:
         self._events: list[nftmonitor.Event] = []
         self._lost = False
         self._burst_start = 0.0
-        self._burst_gen: tuple[tuple[int, int], ...] = ()
+        self._rate_start, self._rate = 0.0, 0
         self._last_event = 0.0
         self._retry_at = 0.0
-        self._flooded = False
+        self._flood = ""  # "", "stopped" (until the kernel lock is free), "draining"
+        self._calm_after = 0.0  # a drain's tail is not a new flood
+        self._small_at = 0.0
+        self._hold_until = 0.0
         self._fulls: list[float] = []
         self.poll_now = False
         self._failures = 0
@@ -133,22 +136,25 @@ class KernelWatcher:
     def _on_events(self, events: list[nftmonitor.Event], lost: bool) -> None:
         """From the monitor's thread: queue, note the time, wake the watcher."""
         now = time.monotonic()
+        stop = False
         with self.cond:
-            if self._flooded:
-                return  # the tail of the flood, still in the pipe
             if not self._events and not self._lost:
                 self._burst_start = now
-                self._burst_gen = want.generation(self.store)
+            if now - self._rate_start > 1.0:
+                self._rate_start, self._rate = now, 0
+            self._rate += len(events)
             self._events.extend(events)
             self._lost = self._lost or lost
             self._last_event = now
-            flood = len(self._events) > FLOOD and self.monitor is not None
-            if flood:
-                # a full reload (ours, most likely) or a flush of a big set: as the kernel does
-                # when its buffer overflows, say "lost" and stop listening until it is over
-                self._events, self._lost, self._flooded = [], True, True
+            if self._rate > FLOOD and not self._flood and now > self._calm_after and \
+                    self.monitor is not None:
+                # a full reload (ours, most likely) or a flushed big set: a listener makes a
+                # big commit 2-3 times slower. Stop listening until the commit is over (the
+                # kernel queues, or drops and says so), then drain and compare it all at once.
+                self._flood, stop = "stopped", True
             self.cond.notify_all()
-        if flood and self.monitor is not None:
+        if stop and self.monitor is not None:
+            log.debug("kernel watcher: a flood of events; the monitor waits for the commit")
             self.monitor.pause()
 
     def _run(self) -> None:
@@ -158,7 +164,7 @@ class KernelWatcher:
                 now = time.monotonic()
                 due = next_poll
                 if self._events or self._lost:
-                    due = min(due, self._last_event + self.quiet, self._burst_start + MAX_FOLD)
+                    due = min(due, self._burst_due())
                 if self.poll_now:
                     due = now
                 if due > now:
@@ -169,70 +175,134 @@ class KernelWatcher:
                     self.poll_now = False
                     next_poll = time.monotonic() + self.poll_every
                     self.poll()
+                    self.desired.blocklist()  # read again here if it changed, not when needed
                 if self._burst_ready():
                     self.check_events()
             except Exception:  # a bug here must not stop the watching: say it, go on
                 log.exception("kernel watcher")
                 self.stopping.wait(1.0)
 
+    def _burst_due(self) -> float:
+        """When the queued events are compared: after a quiet window, or MAX_FOLD after the
+        first (a steady trickle); a flood only once it is over; held events a bit later."""
+        quiet = self._last_event + self.quiet
+        due = quiet if self._flood else min(quiet, self._burst_start + MAX_FOLD)
+        return max(due, self._hold_until)
+
     def _burst_ready(self) -> bool:
         with self.cond:
-            if not (self._events or self._lost):
-                return False
-            now = time.monotonic()
-            return now - self._last_event >= self.quiet or now - self._burst_start >= MAX_FOLD
+            return bool(self._events or self._lost) and time.monotonic() >= self._burst_due()
 
     # -- the monitor's events -------------------------------------------------------------
     def check_events(self) -> None:
         with self.cond:
-            events, lost, gen0, started = (self._events, self._lost, self._burst_gen,
-                                           self._burst_start)
+            events, lost, started = self._events, self._lost, self._burst_start
             self._events, self._lost = [], False
         try:
             # the barrier: a commit in progress finishes and writes its records first
-            with kernel_lock(self.store, LOCK_WAIT):
-                intent = isolation.load(self.store)
-                gen = want.generation(self.store)
-                ours = gen != gen0
-                if self._flooded and self.monitor is not None:
-                    self._flooded = False
-                    self.monitor.resume()
+            with self.store.kernel_lock(LOCK_WAIT):
+                intent = self.writer.desired_isolation()
+                big_known = self.desired.big_known(self.store.load_nft_record())
+            with self.cond:
+                flood = self._flood
+                self._flood = "draining" if flood == "stopped" else ""
+                if flood == "draining":
+                    self._calm_after = time.monotonic() + 2.0
         except StateError as exc:
             log.warning("kernel watcher: %s; comparing later", exc.what)
             with self.cond:
                 self._events[:0] = events
                 self._lost = self._lost or lost
             return
-        if lost and not ours:
-            self.full("events_lost", "nft monitor lost events (or restarted) with no commit of "
-                      "the agent meanwhile: what changed is unknown", started)
+        if flood == "stopped":  # the commit (if any) is over: what does the kernel hold?
+            missing = self._sample_missing({e.set for e in events}) if big_known else ""
+            if missing:  # a flushed big set, most likely: reload now, the monitor still paused
+                self.full("events_lost", f"a flood of events, and wanted elements are missing: "
+                          f"{missing}", started)
+                return
+            with self.cond:  # a full reload of ours: let the monitor drain what it holds
+                self._events[:0] = events
+                self._lost = self._lost or lost
+                self._last_event = time.monotonic()
+            if self.monitor is not None:
+                self.monitor.resume()
             return
-        now = isolation.now()
+        if not big_known and self._hold(events, lost, started):
+            events, lost = [e for e in events if e.set not in want.BIG_SETS], False
+        log.debug("kernel watcher: %d events folded (lost: %s, big sets known: %s)",
+                  len(events), lost, big_known)
+        if lost and big_known:
+            missing = self._sample_missing({e.set for e in events} if events else None)
+            if missing:
+                self.full("events_lost", "nft monitor lost events (a flood, or it restarted), "
+                          f"and wanted elements are missing: {missing}", started)
+                return
+        now = record.now()
         small = self.desired.small(intent.live(now), now)
-        fixes = want.compare_events(want.fold(events), self.desired, small)
-        self._apply(fixes, started, gen)
+        fixes = want.compare_events(want.fold(events), self.desired, small, big_known)
+        self._apply(fixes, started)
+
+    def _hold(self, events: list[nftmonitor.Event], lost: bool, started: float) -> bool:
+        """The records do not say yet which list the kernel holds (a sync between its nftables
+        commit and its last record): the big sets' events wait for them, a while."""
+        held = [e for e in events if e.set in want.BIG_SETS]
+        if not (held or lost):
+            return False
+        if time.monotonic() - started > UNKNOWN_FOR:
+            log.warning("kernel watcher: %d element events not judged: the records do not say "
+                        "which list the kernel holds (a partial apply); the next sync reloads "
+                        "the table whole", len(held))
+            return True
+        with self.cond:
+            if not self._events and not self._lost:
+                self._burst_start = started
+            self._events[:0] = held
+            self._lost = self._lost or lost
+            self._hold_until = time.monotonic() + HOLD
+        return True
+
+    def _sample_missing(self, sets: set[str] | None) -> str:
+        """After lost events: are a few wanted elements of each big set in the kernel (of those
+        in `sets`, the sets the events were about; None: all)? A flushed set fails every probe;
+        our own flood (a full reload) passes them all."""
+        missing = []
+        blocklist = self.desired.blocklist()
+        for set_name in want.BIG_SETS:
+            if sets is not None and set_name not in sets:
+                continue
+            values = tuple(getattr(blocklist, set_name))
+            picked = random.sample(values, min(SAMPLE, len(values)))
+            gone = [v for v in picked if self.view.present(set_name, v) is False]
+            if gone:
+                missing.append(f"{set_name}: {len(gone)} of {len(picked)} probed, "
+                               + _sample(gone))
+        return "; ".join(missing)
 
     # -- the poll -------------------------------------------------------------------------
     def poll(self) -> None:
         started = time.monotonic()
         try:
-            with kernel_lock(self.store, 0):  # a commit in progress: look next second
+            with self.store.kernel_lock(0):  # a commit in progress: look at the next poll
                 objects = self.view.skeleton()
-                record = self.store.load_nft_record()
-                intent = isolation.load(self.store)
-                gen = want.generation(self.store)
+                nft_record = self.store.load_nft_record()
+                intent = self.writer.desired_isolation()
                 found: dict[str, list[SetElement]] = {}
-                if objects is not None:
+                small_due = started >= self._small_at
+                if objects is not None and small_due:
+                    self._small_at = started + SMALL_EVERY
                     names = {o["set"].get("name") for o in objects if "set" in o}
                     for name in want.SMALL_SETS:
-                        if name in names:
-                            found[name] = self.view.small_set(name) or []
+                        listed = self.view.small_set(name) if name in names else None
+                        if listed is not None:
+                            found[name] = listed
+                        elif name in names:  # gone since the listing: look again at once
+                            self.poll_now = True
         except StateError:
             return
         except AgentError as exc:
             self._facts(KernelFacts(problem=f"cannot read the kernel: {exc.what}"))
             return
-        now = isolation.now()
+        now = record.now()
         live = intent.live(now)
         small = self.desired.small(live, now)
         kernel = {name: [e.value for e in elements] for name, elements in found.items()}
@@ -245,9 +315,11 @@ class KernelWatcher:
             chains=objects is not None and all(
                 any(o.get("chain", {}).get("name") == f"iso_{h}" for o in objects)
                 for h in ("forward", "output", "input")))
+        if objects is not None and not small_due:  # as listed last time
+            iso = self.facts.isolation
         facts = KernelFacts(readable=True, table_present=objects is not None,
                             isolation=iso, intent_active=live.active)
-        expect_table = bool(record) or live.active or bool(live.peers)
+        expect_table = bool(nft_record) or live.active or bool(live.peers)
         if objects is None:
             if expect_table:
                 self._facts(facts_with(facts, "the table is absent from the kernel"))
@@ -257,7 +329,7 @@ class KernelWatcher:
             else:
                 self._facts(facts)
             return
-        recorded = record.get("skeleton")
+        recorded = nft_record.get("skeleton")
         in_sync = None if not recorded else self.view.hash_of(objects) == recorded
         facts = KernelFacts(readable=True, table_present=True, in_sync=in_sync, isolation=iso,
                             intent_active=live.active)
@@ -268,93 +340,103 @@ class KernelWatcher:
                       f"{what}", started)
             return
         self._facts(facts)
-        fixes = want.compare_small(kernel, small)
-        self._apply(fixes, started, gen)
+        if small_due:
+            self._apply(want.compare_small(kernel, small), started)
 
     # -- repairs --------------------------------------------------------------------------
-    def _apply(self, fixes: dict[str, want.Fix], started: float,
-               gen: tuple[tuple[int, int], ...]) -> None:
-        """The element repairs; `gen`: the records' generation the decisions were made on."""
+    def _apply(self, fixes: dict[str, want.Fix], started: float) -> None:
+        """Element repairs: the big sets element by element; the small ones (isolation,
+        management) whole from the intent the writer reads under its lock, so a restore that
+        committed since this decision is never undone."""
+        small = []
         for set_name, fix in sorted(fixes.items()):
             for value in fix.kept:
                 log.warning("kernel watcher: %s added to %s outside the agent (break-glass?): "
                             "kept; `blocklist-agent restore` lifts it", value, set_name)
             if not (fix.add or fix.delete):
                 continue
-            parts = []
-            if fix.readded:
-                parts.append(f"{len(fix.readded)} element(s) deleted outside the agent: "
-                             + _sample(fix.readded))
-            if fix.delete:
-                parts.append(f"{len(fix.delete)} element(s) added outside the agent: "
-                             + _sample(fix.delete))
-            found = f"set {set_name}: " + "; ".join(parts)
-            kind = ("isolation_lifted" if set_name == "iso_wan" and fix.add
-                    else "element_deleted" if fix.add else "element_added")
-            self._repair(kind, found, started, _elements_call(self.writer, set_name, fix, found))
-            if set_name in want.KEEP_ADDED and fix.readded:
-                self._recheck(set_name, fix.readded, gen)
-
-    def _recheck(self, set_name: str, values: list[str], gen: tuple[tuple[int, int], ...]
-                 ) -> None:
-        """A cut re-added on an intent that changed meanwhile (a restore committed between
-        the decision and the repair) is taken back: kept, it would pass for break-glass."""
-        try:
-            with kernel_lock(self.store, LOCK_WAIT):
-                if want.generation(self.store) == gen:
-                    return
-                intent = isolation.load(self.store)
-        except StateError:
-            return
-        now = isolation.now()
-        wanted = self.desired.small(intent.live(now), now).sets.get(set_name, {})
-        stale = [v for v in values if v not in wanted]
-        if stale:
-            log.info("kernel watcher: %s no longer wanted in %s (the intent changed during "
-                     "the repair): taken back", ", ".join(stale), set_name)
-            try:
-                self.writer.repair_elements(set_name, [], stale, "the intent changed")
-            except AgentError as exc:
-                log.error("kernel watcher: cannot take back %s: %s", ", ".join(stale), exc)
+            found = f"set {set_name}: " + _account(fix)
+            if set_name in want.SMALL_SETS:
+                small.append((set_name, fix, found))
+                continue
+            self._repair("element_deleted" if fix.add else "element_added", found, started,
+                         _elements_call(self.writer, set_name, fix, found))
+        if small:
+            found = "; ".join(text for _, _, text in small)
+            lifted = any(name == "iso_wan" and fix.add for name, fix, _ in small)
+            kind = ("isolation_lifted" if lifted else
+                    "element_deleted" if any(fix.add for _, fix, _ in small) else
+                    "element_added")
+            self._repair(kind, found, started, lambda: _isolation_line(
+                self.writer.repair_isolation(found)))
 
     def full(self, kind: str, found: str, started: float) -> None:
         """A full reload through the writer, with the monitor paused: the reload's own flood of
-        element events would triple its time and tell us nothing."""
+        element events would slow it down and tell nothing. Then a few elements are probed
+        (lost events), once the monitor has drained."""
         now = time.monotonic()
         if now < self._retry_at:
             return
         self._fulls = [t for t in self._fulls if now - t < 60] + [now]
         if len(self._fulls) > FULLS_PER_MINUTE:  # something undoes every repair: back off
             self._retry_at = now + min(BACKOFF[0] * 2 ** (len(self._fulls) - 5), BACKOFF[1])
-        self.poll_now = True  # the facts after the repair, at once
+        self.poll_now, self._small_at = True, 0.0  # the facts after the repair, at once
         if self.monitor is not None:
             self.monitor.pause()
         try:
-            self._repair(kind, found, started, lambda: self.writer.repair(found))
+            self._repair(kind, found, started, lambda: self.writer.repair(found), full=True)
         finally:
+            with self.cond:  # what the monitor said before is moot; what it holds, drained
+                self._events, self._lost, self._flood = [], False, "draining"
+                self._last_event = self._burst_start = time.monotonic()
             if self.monitor is not None:
                 self.monitor.resume()
-            with self.cond:  # what the monitor said before the reload is moot now
-                self._events, self._lost = [], False
 
-    def _repair(self, kind: str, found: str, started: float, do: Callable[[], str]) -> None:
+    def _repair(self, kind: str, found: str, started: float, do: Callable[[], str],
+                full: bool = False) -> bool:
+        """Run one repair and report it. A failed full reload backs off; a failed element
+        repair asks for a poll at once (the table may have gone meanwhile: a full reload)."""
         try:
             done = do()
         except AgentError as exc:
-            self._failures += 1
-            delay = min(BACKOFF[0] * 2 ** (self._failures - 1), BACKOFF[1])
-            self._retry_at = time.monotonic() + delay
-            self.on_repair(Repair(kind, found, f"repair failed ({exc.what}); retrying in "
-                                  f"{delay:.0f} s", False, time.monotonic() - started))
-            return
-        self._failures = 0
+            retry = "at the next check"
+            if full:
+                self._failures += 1
+                delay = min(BACKOFF[0] * 2 ** (self._failures - 1), BACKOFF[1])
+                self._retry_at = time.monotonic() + delay
+                retry = f"in {delay:.0f} s"
+            else:
+                self.poll_now = True
+            self.on_repair(Repair(kind, found, f"repair failed ({exc.what}); retrying {retry}",
+                                  False, time.monotonic() - started))
+            return False
+        if full:
+            self._failures = 0
         self.on_repair(Repair(kind, found, done, True, time.monotonic() - started))
+        return True
 
     def _facts(self, facts: KernelFacts) -> None:
         changed = facts.key() != self.facts.key()
         self.facts = facts
         if changed:
             self.on_facts(facts)
+
+
+def _account(fix: want.Fix) -> str:
+    parts = []
+    if fix.readded:
+        parts.append(f"{len(fix.readded)} element(s) deleted outside the agent: "
+                     + _sample(fix.readded))
+    if fix.delete:
+        parts.append(f"{len(fix.delete)} element(s) added outside the agent: "
+                     + _sample(fix.delete))
+    return "; ".join(parts)
+
+
+def _isolation_line(kernel: KernelIsolation) -> str:
+    cut = ", ".join(sorted(kernel.wan)) or "nothing"
+    return (f"nftables: isolation sets rewritten from the intent (cut now: {cut}; "
+            f"{len(kernel.peers)} peer prefix(es))")
 
 
 def _elements_call(writer: TableWriter, set_name: str, fix: want.Fix, reason: str

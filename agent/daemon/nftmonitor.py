@@ -14,8 +14,10 @@ agent wants and what the kernel reports are read by one function.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LOST = "# ERROR: We lost some netlink events!"
 _LINE = re.compile(r"^(add|delete) element inet (\S+) (\S+) \{ (.*) \}\s*$")
+READ_SIZE = 1 << 16
 RESTART_MIN, RESTART_MAX = 0.2, 10.0  # seconds between restarts of a monitor that died
 
 
@@ -40,6 +43,8 @@ class Event(NamedTuple):
 
 def split_elements(body: str) -> list[str]:
     """The elements of `{ a, b timeout 2h, "if,name" }`, commas inside quotes kept."""
+    if '"' not in body:  # the usual case, and a flood's: no character loop
+        return [e for e in (part.strip() for part in body.split(",")) if e]
     out: list[str] = []
     current: list[str] = []
     quoted = False
@@ -78,6 +83,13 @@ def _first_token(element: str) -> str:
 
 def parse(line: str, table: str) -> list[Event]:
     """The events of one monitor (or rendered) line about inet `table`; [] for anything else."""
+    words = line.split(" ", 5)
+    if len(words) == 6 and words[3] == table and words[1] == "element" and \
+            words[0] in ("add", "delete") and words[2] == "inet" and \
+            words[5].startswith("{ ") and "," not in words[5] and '"' not in words[5]:
+        # one plain element, as nft monitor prints them: `add element inet T SET { VALUE }`
+        element = words[5].strip()[2:-2].strip()
+        return [Event(words[0], words[4], element.split(" ", 1)[0], element)]
     match = _LINE.match(line)
     if match is None or match.group(2) != table:
         return []
@@ -98,7 +110,12 @@ class ElementMonitor:
     """The subprocess and the thread reading it; restarted with backoff when it dies.
 
     `on_events(events, lost)` is called from the reading thread for each line that matters:
-    `lost` is True for nft's lost-events line, and for a restart (events of the gap are gone).
+    `lost` is True for nft's lost-events line, and after a restart (the gap's events are gone).
+
+    Measured with 200k elements: a new `nft monitor elements` first loads nft's cache, elements
+    included (2.5 s; proportionally longer with more), and prints nothing of what happens
+    meanwhile, so it is never restarted on purpose: pause() stops it with SIGSTOP (the kernel
+    then drops its events, as when its buffer overflows) and resume() lets it go on.
     """
 
     def __init__(self, command: Sequence[str], table: str,
@@ -106,9 +123,8 @@ class ElementMonitor:
         self.argv = ["stdbuf", "-oL", *command, "monitor", "elements"]
         self.table = table
         self.on_events = on_events
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
-        self.paused = threading.Event()
         self.thread: threading.Thread | None = None
         self.restarts = 0
         self.started = threading.Event()
@@ -119,69 +135,72 @@ class ElementMonitor:
 
     def stop(self) -> None:
         self.stopping.set()
-        self._kill()
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGTERM)
         if self.thread is not None:
             self.thread.join(timeout=5)
 
     def pause(self) -> None:
-        """Stop listening until resume(): the caller answers for the gap (a full reload, or a
-        flood it attributes to a commit of ours). Measured: a full reload of 1M elements takes
-        8 s with no listener, 25 s with this monitor listening, 12 s with it stopped."""
-        self.paused.set()
-        self._kill()
+        """Stop listening until resume(); the caller answers for the events dropped meanwhile.
+        Measured: a full reload of 1M elements takes 8 s with no listener, 25 s with this
+        monitor reading, 12 s with it stopped."""
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        self.paused.clear()
+        self._signal(signal.SIGCONT)
 
-    def _kill(self) -> None:
+    def _signal(self, signum: int) -> None:
         proc = self.proc
         if proc is not None and proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signum)  # its own session: `ip netns exec` and nft alike
 
     def _run(self) -> None:
         delay = RESTART_MIN
-        first = True
-        resumed = False
+        gap = False  # the previous monitor died by itself: what happened meanwhile is unknown
         while not self.stopping.is_set():
-            if self.paused.is_set():
-                resumed = True
-                time.sleep(0.02)
-                continue
             began = time.monotonic()
             try:
-                self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                             text=True, bufsize=1)
+                self.proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, bufsize=0, start_new_session=True)
             except OSError as exc:
                 log.error("cannot start %s: %s", " ".join(self.argv), exc)
-            else:
-                if not first and not resumed:
-                    self.on_events([], True)  # whatever changed while it was down is unknown
-                first = False
-                resumed = False
+                self.proc = None
+            if self.proc is not None:
+                log.debug("nft monitor started (pid %d)", self.proc.pid)
+                if gap:
+                    self.on_events([], True)
                 self.started.set()
                 self._read(self.proc)
                 self.proc.wait()
             if self.stopping.is_set():
                 break
-            if self.paused.is_set():
-                continue
+            gap = True
             self.restarts += 1
             delay = RESTART_MIN if time.monotonic() - began > 30 else min(delay * 2, RESTART_MAX)
             log.warning("nft monitor exited (%s); restarting in %.1f s",
                         self.proc.returncode if self.proc else "not started", delay)
             self.stopping.wait(delay)
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        """Whatever the pipe holds, at once: one call per read, not per line (a flood drains
+        at ~100k lines a second instead of ~40k)."""
         assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith(LOST):
-                self.on_events([], True)
-                continue
-            events = parse(line, self.table)
-            if events:
-                self.on_events(events, False)
+        fd = proc.stdout.fileno()
+        tail = b""
+        while True:
+            chunk = os.read(fd, READ_SIZE)
+            if not chunk:
+                return
+            *lines, tail = (tail + chunk).split(b"\n")
+            events: list[Event] = []
+            lost = False
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                if line.startswith(LOST):
+                    lost = True
+                else:
+                    events += parse(line, self.table)
+            if events or lost:
+                self.on_events(events, lost)
