@@ -1,41 +1,41 @@
 """The kernel watcher: the running daemon notices what others do to its table and repairs it
-through the one writer within about a second.
+through the one writer within about a second (its own thread: the loop, SIGHUP and the watchdog
+pings never wait for it).
 
-Two eyes, measured on nft 1.0.6 with a million elements loaded:
-- a poll each second, under the kernel lock so that it never sees a commit without its
-  records: `nft -t list ruleset` (7 ms: table present, chains and hooks, set definitions, hashed
-  like the writer's record) and the small sets (iso_wan, peer_*, iso_allow_*, mgmt_*; ~5 ms
-  each). A deleted table (`nft flush ruleset`, Debian's `systemctl restart nftables`) or a
-  changed chain or set means a full reload;
-- `nft monitor elements` (agent.daemon.nftmonitor) for the element changes the poll cannot see
-  in the big sets. Its events, ours included, are folded per element over a short quiet window
-  and the net result compared with what the agent wants (agent.daemon.kernelwant) once the
-  kernel lock is free, that is once a commit in progress has written its records: our own
-  incremental updates then compare equal, a foreign deletion is re-added, a foreign addition
-  deleted. After lost events (a flood: our own full reload, a flushed big set; a monitor that
-  restarted), a few wanted elements of each big set are probed (`nft -c create element`, 20
-  ms): any missing means a full reload.
+Two eyes (measured on nft 1.0.6; docs/design.md §6):
+- a poll under the kernel lock, so that it never sees a commit without its records: every
+  half second `nft -t list ruleset` (7 ms even with 1M elements: table present, chains, set
+  definitions, hashed like the writer's record), every second the small sets (iso_wan, peer_*,
+  iso_allow_*, mgmt_*; ~5 ms each). A missing table or a changed skeleton: a full reload;
+- `nft monitor elements` (agent.daemon.nftmonitor) for the big sets. Its events, ours included,
+  are folded per element and compared with what the agent wants (agent.daemon.kernelwant)
+  once the kernel lock is free (a commit in progress has written its records): our own updates
+  compare equal, a foreign deletion is re-added, a foreign addition deleted. Lost events (a
+  flood, a restarted monitor): a few wanted elements are probed; one missing, a full reload.
 
-Everything runs on the watcher's own thread: the daemon's loop, SIGHUP and the watchdog pings
-never wait for it. Each repair is reported (journal ACTION=repair, the repairs metric) through
-the `on_repair` callback; `facts` is the kernel as last seen, for STATUS= and the metrics.
+Each repair goes to `on_repair` (journal ACTION=repair, the repairs metric); `facts` is the
+kernel as last seen, for STATUS= and the metrics (agent.daemon.kernelfacts).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
+from agent.backends.base import Backend
 from agent.backends.nft_exec import Nft
-from agent.backends.nft_view import KernelIsolation, KernelView, SetElement
+from agent.backends.nft_view import KernelView, SetElement
 from agent.backends.nft_writer import TableWriter
+from agent.backends.nftables import NftablesBackend
 from agent.config import Config
+from agent.daemon import kernelfacts as facts_mod
 from agent.daemon import kernelwant as want
 from agent.daemon import nftmonitor
+from agent.daemon.kernelfacts import KernelFacts, Repair
 from agent.errors import AgentError, StateError
 from agent.isolation import record
 from agent.state import StateStore
@@ -51,33 +51,6 @@ SAMPLE = 5  # wanted elements probed per big set when events were lost
 HOLD, UNKNOWN_FOR = 0.5, 30.0  # seconds: events wait for the records, retried, at most
 BACKOFF = (2.0, 60.0)  # after a repair that failed
 FULLS_PER_MINUTE = 5  # full reloads; beyond, each waits longer (a loop with something else)
-
-
-@dataclass(frozen=True)
-class Repair:
-    kind: str        # table_deleted, ruleset_changed, element_deleted, element_added,
-                     # isolation_lifted, events_lost
-    found: str       # what was found, for people
-    done: str        # what the writer did, or the error
-    ok: bool
-    seconds: float   # from detection to repaired
-
-
-@dataclass(frozen=True)
-class KernelFacts:
-    """The table as the kernel holds it now (not as recorded)."""
-
-    readable: bool = False               # False: nft could not be asked
-    table_present: bool = False
-    in_sync: bool | None = None          # the skeleton is as last applied; None: no record
-    isolation: KernelIsolation = field(default_factory=lambda: KernelIsolation(False))
-    intent_active: bool = False          # what isolation.json says (live)
-    problem: str = ""                    # found and not repaired (yet)
-
-    def key(self) -> tuple[object, ...]:
-        iso = self.isolation
-        return (self.readable, self.table_present, self.in_sync, tuple(sorted(iso.wan)),
-                tuple(sorted(iso.peers)), self.intent_active, self.problem)
 
 
 class KernelWatcher:
@@ -275,7 +248,7 @@ class KernelWatcher:
             gone = [v for v in picked if self.view.present(set_name, v) is False]
             if gone:
                 missing.append(f"{set_name}: {len(gone)} of {len(picked)} probed, "
-                               + _sample(gone))
+                               + facts_mod.sample(gone))
         return "; ".join(missing)
 
     # -- the poll -------------------------------------------------------------------------
@@ -306,23 +279,14 @@ class KernelWatcher:
         live = intent.live(now)
         small = self.desired.small(live, now)
         kernel = {name: [e.value for e in elements] for name, elements in found.items()}
-        iso = KernelIsolation(
-            table_present=objects is not None,
-            wan={e.value: e.expires for e in found.get("iso_wan", [])},
-            peers={e.value: e.expires
-                   for e in found.get("peer_v4", []) + found.get("peer_v6", [])},
-            allow=tuple(kernel.get("iso_allow_v4", []) + kernel.get("iso_allow_v6", [])),
-            chains=objects is not None and all(
-                any(o.get("chain", {}).get("name") == f"iso_{h}" for o in objects)
-                for h in ("forward", "output", "input")))
-        if objects is not None and not small_due:  # as listed last time
-            iso = self.facts.isolation
+        iso = (self.facts.isolation if objects is not None and not small_due  # as last listed
+               else facts_mod.isolation_of(objects, found))
         facts = KernelFacts(readable=True, table_present=objects is not None,
                             isolation=iso, intent_active=live.active)
         expect_table = bool(nft_record) or live.active or bool(live.peers)
         if objects is None:
             if expect_table:
-                self._facts(facts_with(facts, "the table is absent from the kernel"))
+                self._facts(facts_mod.facts_with(facts, "the table is absent from the kernel"))
                 self.full("table_deleted", f"table inet {self.table} is absent from the "
                           "kernel (nft flush ruleset, nft delete table, or nftables.service "
                           "restarted)", started)
@@ -335,7 +299,8 @@ class KernelWatcher:
                             intent_active=live.active)
         if in_sync is False:
             what = want.skeleton_changes(objects, want.expected_objects(self.config))
-            self._facts(facts_with(facts, f"the table differs from the last apply ({what})"))
+            self._facts(facts_mod.facts_with(facts, f"the table differs from the last apply "
+                                             f"({what})"))
             self.full("ruleset_changed", f"table inet {self.table} changed outside the agent: "
                       f"{what}", started)
             return
@@ -355,19 +320,20 @@ class KernelWatcher:
                             "kept; `blocklist-agent restore` lifts it", value, set_name)
             if not (fix.add or fix.delete):
                 continue
-            found = f"set {set_name}: " + _account(fix)
+            found = f"set {set_name}: " + facts_mod.account(fix)
             if set_name in want.SMALL_SETS:
                 small.append((set_name, fix, found))
                 continue
             self._repair("element_deleted" if fix.add else "element_added", found, started,
-                         _elements_call(self.writer, set_name, fix, found))
+                         functools.partial(self.writer.repair_elements, set_name, fix.add,
+                                           fix.delete, found))
         if small:
             found = "; ".join(text for _, _, text in small)
             lifted = any(name == "iso_wan" and fix.add for name, fix, _ in small)
             kind = ("isolation_lifted" if lifted else
                     "element_deleted" if any(fix.add for _, fix, _ in small) else
                     "element_added")
-            self._repair(kind, found, started, lambda: _isolation_line(
+            self._repair(kind, found, started, lambda: facts_mod.isolation_line(
                 self.writer.repair_isolation(found)))
 
     def full(self, kind: str, found: str, started: float) -> None:
@@ -393,27 +359,23 @@ class KernelWatcher:
                 self.monitor.resume()
 
     def _repair(self, kind: str, found: str, started: float, do: Callable[[], str],
-                full: bool = False) -> bool:
+                full: bool = False) -> None:
         """Run one repair and report it. A failed full reload backs off; a failed element
         repair asks for a poll at once (the table may have gone meanwhile: a full reload)."""
         try:
-            done = do()
+            done, ok = do(), True
         except AgentError as exc:
-            retry = "at the next check"
+            ok, retry = False, "at the next check"
             if full:
                 self._failures += 1
                 delay = min(BACKOFF[0] * 2 ** (self._failures - 1), BACKOFF[1])
-                self._retry_at = time.monotonic() + delay
-                retry = f"in {delay:.0f} s"
+                self._retry_at, retry = time.monotonic() + delay, f"in {delay:.0f} s"
             else:
                 self.poll_now = True
-            self.on_repair(Repair(kind, found, f"repair failed ({exc.what}); retrying {retry}",
-                                  False, time.monotonic() - started))
-            return False
-        if full:
+            done = f"repair failed ({exc.what}); retrying {retry}"
+        if full and ok:
             self._failures = 0
-        self.on_repair(Repair(kind, found, done, True, time.monotonic() - started))
-        return True
+        self.on_repair(Repair(kind, found, done, ok, time.monotonic() - started))
 
     def _facts(self, facts: KernelFacts) -> None:
         changed = facts.key() != self.facts.key()
@@ -422,33 +384,15 @@ class KernelWatcher:
             self.on_facts(facts)
 
 
-def _account(fix: want.Fix) -> str:
-    parts = []
-    if fix.readded:
-        parts.append(f"{len(fix.readded)} element(s) deleted outside the agent: "
-                     + _sample(fix.readded))
-    if fix.delete:
-        parts.append(f"{len(fix.delete)} element(s) added outside the agent: "
-                     + _sample(fix.delete))
-    return "; ".join(parts)
-
-
-def _isolation_line(kernel: KernelIsolation) -> str:
-    cut = ", ".join(sorted(kernel.wan)) or "nothing"
-    return (f"nftables: isolation sets rewritten from the intent (cut now: {cut}; "
-            f"{len(kernel.peers)} peer prefix(es))")
-
-
-def _elements_call(writer: TableWriter, set_name: str, fix: want.Fix, reason: str
-                   ) -> Callable[[], str]:
-    return lambda: writer.repair_elements(set_name, fix.add, fix.delete, reason)
-
-
-def facts_with(facts: KernelFacts, problem: str) -> KernelFacts:
-    return KernelFacts(facts.readable, facts.table_present, facts.in_sync, facts.isolation,
-                       facts.intent_active, problem)
-
-
-def _sample(values: list[str], count: int = 5) -> str:
-    shown = ", ".join(values[:count])
-    return shown + (f" and {len(values) - count} more" if len(values) > count else "")
+def start_kernel_watch(config: Config, store: StateStore, backends: Sequence[Backend], *,
+                       on_repair: Callable[[Repair], None], on_news: Callable[[], None]
+                       ) -> KernelWatcher | None:
+    """The daemon's watcher, started: for the nftables firewall only, through the nft command
+    of its backend (the lab's `ip netns exec NS nft` included)."""
+    if config.firewall.backend != "nftables":
+        return None
+    nft = next((b.nft for b in backends if isinstance(b, NftablesBackend)), Nft())
+    watcher = KernelWatcher(config, store, nft, on_repair=on_repair,
+                            on_facts=lambda _facts: on_news())
+    watcher.start()
+    return watcher

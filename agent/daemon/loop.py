@@ -37,13 +37,12 @@ from agent import config as config_mod
 from agent import hostinfo, isolation, overrides, pipeline
 from agent.backends import killswitch
 from agent.backends.base import Backend
-from agent.backends.nft_exec import Nft
-from agent.backends.nftables import NftablesBackend
 from agent.backends.registry import backends_for
 from agent.config import Config
 from agent.daemon import report
 from agent.daemon import schedule as sched
-from agent.daemon.kernelwatch import KernelWatcher, Repair
+from agent.daemon.kernelfacts import KernelFacts, Repair
+from agent.daemon.kernelwatch import KernelWatcher, start_kernel_watch
 from agent.daemon.notify import Journal, notify, watchdog_interval
 from agent.daemon.watch import Pending, start_watcher, stop_watcher
 from agent.errors import AgentError, StateError
@@ -315,10 +314,9 @@ class Daemon:
         if self.last_result is None:
             return
         wakeup = sched.next_wakeup(self.schedule)
-        kernel = self.kernel.facts if self.kernel is not None else None
         self.status(report.summary(self.last_result,
                                    None if wakeup is None else wakeup - self.clock(),
-                                   kernel, self.config.firewall.table))
+                                   self._kernel_facts(), self.config.firewall.table))
 
     def _before_get(self) -> None:
         if self.stopping.is_set():
@@ -337,8 +335,9 @@ class Daemon:
         if not path:
             return
         try:
+            kernel = self._kernel_facts()
             report.write_metrics(path, self.config, self.store, self.backends, time.time(),
-                                 *((self.kernel.facts, self.repairs) if self.kernel else ()))
+                                 *((kernel, self.repairs) if kernel else ()))
             self.metrics_error = ""
         except Exception as exc:  # reported below, once per distinct problem
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -376,12 +375,14 @@ class Daemon:
         """The kernel watcher for the nftables firewall, on the current configuration."""
         if self.kernel is not None:
             self.kernel.stop()
-            self.kernel = None
-        if self.kernel_watch and self.config.firewall.backend == "nftables":
-            nft = next((b.nft for b in self.backends if isinstance(b, NftablesBackend)), Nft())
-            self.kernel = KernelWatcher(self.config, self.store, nft, on_repair=self._on_repair,
-                                        on_facts=lambda _facts: self._kernel_news())
-            self.kernel.start()
+        self.kernel = start_kernel_watch(self.config, self.store, self.backends,
+                                         on_repair=self._on_repair, on_news=self._kernel_news
+                                         ) if self.kernel_watch else None
+
+    def _kernel_facts(self) -> KernelFacts | None:
+        """What the watcher last saw of the kernel; None before its first look (or unwatched)."""
+        facts = self.kernel.facts if self.kernel is not None else None
+        return facts if facts is not None and facts.known else None
 
     def _on_repair(self, repair: Repair) -> None:
         """From the watcher's thread: journal now; STATUS= and metrics from the loop."""

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from agent import isolation, metrics
 from agent.backends.base import Backend
 from agent.config import Config
+from agent.daemon.kernelfacts import KernelFacts, Repair
 from agent.daemon.kernelwant import BIG_SETS
-from agent.daemon.kernelwatch import KernelFacts, Repair
 from agent.daemon.nftmonitor import canonical
 from agent.daemon.notify import Journal
 from agent.pipeline import SyncResult
