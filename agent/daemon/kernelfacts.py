@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.backends.nft_view import KernelIsolation, SetElement
-from agent.daemon.kernelwant import Fix
+from agent.daemon.kernelwant import Fix, sample
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,20 @@ class KernelFacts:
         iso = self.isolation
         return (self.readable, self.table_present, self.in_sync, tuple(sorted(iso.wan)),
                 tuple(sorted(iso.peers)), self.intent_active, self.problem)
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look at the kernel: the facts, and the repair they call for (a full reload: kind
+    and what was found; else element fixes by set). `agrees`: nothing to repair."""
+
+    facts: KernelFacts
+    full: tuple[str, str] | None = None
+    fixes: dict[str, Fix] = field(default_factory=dict)
+
+    @property
+    def agrees(self) -> bool:
+        return self.full is None and not self.fixes
 
 
 def isolation_of(objects: list[dict[str, Any]] | None, found: dict[str, list[SetElement]]
@@ -81,8 +95,3 @@ def isolation_line(kernel: KernelIsolation) -> str:
 def facts_with(facts: KernelFacts, problem: str) -> KernelFacts:
     return KernelFacts(facts.readable, facts.table_present, facts.in_sync, facts.isolation,
                        facts.intent_active, problem)
-
-
-def sample(values: list[str], count: int = 5) -> str:
-    shown = ", ".join(values[:count])
-    return shown + (f" and {len(values) - count} more" if len(values) > count else "")

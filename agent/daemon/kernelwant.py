@@ -14,8 +14,9 @@ Two rules decide what counts as foreign:
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,26 @@ def expected_objects(config: Config) -> list[str]:
     text = render_table(config.firewall, Blocklist())
     return [f"{m.group(1)} {m.group(2)}" for m in
             re.finditer(r"^\t(chain|set) (\S+) \{", text, re.M)]
+
+
+def sample_missing(present: Callable[[str, str], bool | None], blocklist: Blocklist,
+                   sets: set[str] | None, count: int) -> str:
+    """After lost events: are `count` wanted elements of each big set in the kernel (of those
+    in `sets`, the sets the events were about; None: all)? A flushed set fails every probe; a
+    flood of the agent's own (a full reload) passes them all. "" when none is missing."""
+    missing = []
+    for set_name in BIG_SETS:
+        if sets is not None and set_name not in sets:
+            continue
+        values = tuple(getattr(blocklist, set_name))
+        picked = random.sample(values, min(count, len(values)))
+        gone = [v for v in picked if present(set_name, v) is False]
+        if gone:
+            missing.append(f"{set_name}: {len(gone)} of {len(picked)} probed, " + sample(gone))
+    return "; ".join(missing)
+
+
+def sample(values: list[str], count: int = 5) -> str:
+    """A few values, and how many more, for a log line."""
+    shown = ", ".join(values[:count])
+    return shown + (f" and {len(values) - count} more" if len(values) > count else "")

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from agent.backends.base import Backend
 from agent.backends.nft_exec import Nft
@@ -47,7 +47,7 @@ QUIET = 0.15    # seconds without a new event before a burst is compared
 MAX_FOLD = 1.0  # ... or this long after its first event, whatever keeps coming
 LOCK_WAIT = 60.0  # for a commit in progress before comparing events (a 1M full reload: ~25 s)
 FLOOD = 20_000  # events in a second: the monitor is paused until the kernel lock is free
-SAMPLE = 5  # wanted elements probed per big set when events were lost
+SAMPLE = 5  # wanted elements probed per big set when events were lost (20 ms each)
 HOLD, UNKNOWN_FOR = 0.5, 30.0  # seconds: events wait for the records, retried, at most
 BACKOFF = (2.0, 60.0)  # after a repair that failed
 FULLS_PER_MINUTE = 5  # full reloads; beyond, each waits longer (a loop with something else)
@@ -86,6 +86,7 @@ class KernelWatcher:
         self._small_at = 0.0
         self._hold_until = 0.0
         self._fulls: list[float] = []
+        self._kept: set[tuple[str, str]] = set()
         self.poll_now = False
         self._failures = 0
 
@@ -235,78 +236,82 @@ class KernelWatcher:
         return True
 
     def _sample_missing(self, sets: set[str] | None) -> str:
-        """After lost events: are a few wanted elements of each big set in the kernel (of those
-        in `sets`, the sets the events were about; None: all)? A flushed set fails every probe;
-        our own flood (a full reload) passes them all."""
-        missing = []
-        blocklist = self.desired.blocklist()
-        for set_name in want.BIG_SETS:
-            if sets is not None and set_name not in sets:
-                continue
-            values = tuple(getattr(blocklist, set_name))
-            picked = random.sample(values, min(SAMPLE, len(values)))
-            gone = [v for v in picked if self.view.present(set_name, v) is False]
-            if gone:
-                missing.append(f"{set_name}: {len(gone)} of {len(picked)} probed, "
-                               + facts_mod.sample(gone))
-        return "; ".join(missing)
+        return want.sample_missing(self.view.present, self.desired.blocklist(), sets, SAMPLE)
 
     # -- the poll -------------------------------------------------------------------------
     def poll(self) -> None:
+        """Look without the lock (it writes the lock file: not twice a second on a gateway's
+        flash); when something disagrees, look again under it (a commit in progress and its
+        records are then one), and repair what that second look shows."""
         started = time.monotonic()
+        small_due = started >= self._small_at
+        if small_due:
+            self._small_at = started + SMALL_EVERY
         try:
-            with self.store.kernel_lock(0):  # a commit in progress: look at the next poll
-                objects = self.view.skeleton()
-                nft_record = self.store.load_nft_record()
-                intent = self.writer.desired_isolation()
-                found: dict[str, list[SetElement]] = {}
-                small_due = started >= self._small_at
-                if objects is not None and small_due:
-                    self._small_at = started + SMALL_EVERY
-                    names = {o["set"].get("name") for o in objects if "set" in o}
-                    for name in want.SMALL_SETS:
-                        listed = self.view.small_set(name) if name in names else None
-                        if listed is not None:
-                            found[name] = listed
-                        elif name in names:  # gone since the listing: look again at once
-                            self.poll_now = True
+            look = self._look(small_due)
+            if look is not None and not look.agrees:
+                with self.store.kernel_lock(0):  # a commit in progress: the next poll
+                    look = self._look(small_due)
         except StateError:
             return
         except AgentError as exc:
             self._facts(KernelFacts(problem=f"cannot read the kernel: {exc.what}"))
             return
+        if look is None:  # a small set vanished between two listings: look again at once
+            self.poll_now = True
+            return
+        self._facts(look.facts)
+        if look.full is not None:
+            self.full(*look.full, started)
+        elif look.fixes:
+            self._apply(look.fixes, started)
+
+    def _look(self, small_due: bool) -> facts_mod.Look | None:
+        objects = self.view.skeleton()
+        nft_record = self.store.load_nft_record()
         now = record.now()
-        live = intent.live(now)
-        small = self.desired.small(live, now)
-        kernel = {name: [e.value for e in elements] for name, elements in found.items()}
+        live = self.writer.desired_isolation().live(now)
+        found: dict[str, list[SetElement]] = {}
+        if objects is not None and small_due:
+            names = {o["set"].get("name") for o in objects if "set" in o}
+            for name in want.SMALL_SETS:
+                listed = self.view.small_set(name) if name in names else None
+                if listed is None and name in names:
+                    return None
+                if listed is not None:
+                    found[name] = listed
         iso = (self.facts.isolation if objects is not None and not small_due  # as last listed
                else facts_mod.isolation_of(objects, found))
-        facts = KernelFacts(readable=True, table_present=objects is not None,
-                            isolation=iso, intent_active=live.active)
-        expect_table = bool(nft_record) or live.active or bool(live.peers)
-        if objects is None:
-            if expect_table:
-                self._facts(facts_mod.facts_with(facts, "the table is absent from the kernel"))
-                self.full("table_deleted", f"table inet {self.table} is absent from the "
-                          "kernel (nft flush ruleset, nft delete table, or nftables.service "
-                          "restarted)", started)
-            else:
-                self._facts(facts)
-            return
-        recorded = nft_record.get("skeleton")
-        in_sync = None if not recorded else self.view.hash_of(objects) == recorded
-        facts = KernelFacts(readable=True, table_present=True, in_sync=in_sync, isolation=iso,
+        facts = KernelFacts(readable=True, table_present=objects is not None, isolation=iso,
                             intent_active=live.active)
-        if in_sync is False:
+        if objects is None:
+            if not (nft_record or live.active or live.peers):
+                return facts_mod.Look(facts)  # nothing applied yet, nothing to expect
+            return facts_mod.Look(
+                facts_mod.facts_with(facts, "the table is absent from the kernel"),
+                full=("table_deleted", f"table inet {self.table} is absent from the kernel "
+                      "(nft flush ruleset, nft delete table, or nftables.service restarted)"))
+        recorded = nft_record.get("skeleton")
+        facts = replace(facts, in_sync=None if not recorded
+                        else self.view.hash_of(objects) == recorded)
+        if facts.in_sync is False:
             what = want.skeleton_changes(objects, want.expected_objects(self.config))
-            self._facts(facts_mod.facts_with(facts, f"the table differs from the last apply "
-                                             f"({what})"))
-            self.full("ruleset_changed", f"table inet {self.table} changed outside the agent: "
-                      f"{what}", started)
-            return
-        self._facts(facts)
-        if small_due:
-            self._apply(want.compare_small(kernel, small), started)
+            return facts_mod.Look(
+                facts_mod.facts_with(facts, f"the table differs from the last apply ({what})"),
+                full=("ruleset_changed", f"table inet {self.table} changed outside the agent: "
+                      f"{what}"))
+        kernel = {name: [e.value for e in elements] for name, elements in found.items()}
+        fixes = want.compare_small(kernel, self.desired.small(live, now)) if small_due else {}
+        self._say_kept(fixes)
+        return facts_mod.Look(facts, fixes={k: f for k, f in fixes.items() if f.add or f.delete})
+
+    def _say_kept(self, fixes: dict[str, want.Fix]) -> None:
+        """A foreign cut (break-glass) is said once, not at every poll."""
+        kept = {(name, value) for name, fix in fixes.items() for value in fix.kept}
+        for name, value in sorted(kept - self._kept):
+            log.warning("kernel watcher: %s added to %s outside the agent (break-glass?): "
+                        "kept; `blocklist-agent restore` lifts it", value, name)
+        self._kept = kept
 
     # -- repairs --------------------------------------------------------------------------
     def _apply(self, fixes: dict[str, want.Fix], started: float) -> None:
@@ -315,9 +320,6 @@ class KernelWatcher:
         committed since this decision is never undone."""
         small = []
         for set_name, fix in sorted(fixes.items()):
-            for value in fix.kept:
-                log.warning("kernel watcher: %s added to %s outside the agent (break-glass?): "
-                            "kept; `blocklist-agent restore` lifts it", value, set_name)
             if not (fix.add or fix.delete):
                 continue
             found = f"set {set_name}: " + facts_mod.account(fix)
