@@ -26,8 +26,9 @@ pytestmark = pytest.mark.root
 SIZE = int(os.environ.get("BA_LARGE", "200000"))
 CHANGED = SIZE // 10
 # a repair by full reload takes the reload's own time on top: render and commit SIZE elements
-# (measured here: ~2 s for 200k with the monitor paused, ~1 s with no listener at all)
-RELOAD_LIMIT = 2.0 + SIZE / 100_000
+# (measured here: 1.8-2.9 s in all for 200k, more while other tests load the machine); the
+# bound is loose on purpose, the figures are printed
+RELOAD_LIMIT = 2.0 + SIZE / 25_000
 
 
 def addresses(count: int, seed: int) -> list[str]:
