@@ -37,6 +37,7 @@ from agent.render.common import checked
 from agent.render.nft_blocklist import render_table, render_update
 from agent.render.nft_isolation import render_break_glass, render_isolation_script
 from agent.state import StateStore
+from agent.util.ifname import ifname_problem
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,25 @@ class TableWriter:
             log.warning("nftables: repair of table %s: %s", self.fw.table, reason)
             self._reload(blocklist, int(meta.get("generation", 0)), now)
             return f"nftables: repaired by a full reload ({reason})"
+
+    def repair_isolation(self, reason: str) -> KernelIsolation:
+        """Put the isolation intent back into the isolation and management sets (the daemon's
+        watcher found them changed by others), read under the lock as a reload reads it. A cut
+        the kernel holds beyond the intent (break-glass.nft) is kept: a repair never opens."""
+        with self.store.kernel_lock(self.lock_timeout):
+            now = record.now()
+            state = self._carried_isolation(now)
+            wanted = set(self.fw.wan_interfaces) if state.live(now).active else set()
+            kept = [f'"{name}"' + (f" timeout {left}s" if left else "")
+                    for name, left in self.view.isolation().wan.items()
+                    if name not in wanted and ifname_problem(name) is None]
+            script = render_isolation_script(self.fw, state, now)
+            if kept:
+                script += f"add element inet {self.fw.table} iso_wan {{ {', '.join(kept)} }}\n"
+            self._commit(script, generation=None, blocklist=self._boot_blocklist(),
+                         isolation=state, now=now)
+            log.warning("nftables: repaired the isolation sets: %s", reason)
+            return self.view.isolation()
 
     def repair_elements(self, set_name: str, add: list[str], delete: list[str],
                         reason: str) -> str:

@@ -14,7 +14,10 @@ Promises, in the order an on-call person cares about them:
 - SIGHUP, or an edit of the configuration file, reloads it; a configuration that does not load
   is refused and the running one kept; a change in local_dir (allow/deny) is applied at once;
 - SIGTERM lets the step in progress finish (a download under way, or an apply), starts no new
-  download, and exits 0.
+  download, and exits 0;
+- with nftables, what others do to the table (flushed ruleset, deleted element, emptied
+  iso_wan) is repaired within a second or so by agent.daemon.kernelwatch (its own thread);
+  STATUS= and the metrics say what the kernel holds, not what was recorded.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,11 +41,14 @@ from agent.backends.registry import backends_for
 from agent.config import Config
 from agent.daemon import report
 from agent.daemon import schedule as sched
+from agent.daemon.kernelfacts import KernelFacts, Repair
+from agent.daemon.kernelwatch import KernelWatcher, start_kernel_watch
 from agent.daemon.notify import Journal, notify, watchdog_interval
 from agent.daemon.watch import Pending, start_watcher, stop_watcher
 from agent.errors import AgentError, StateError
 from agent.fetch import Fetcher, HttpFetcher, Response
 from agent.guards import Policy
+from agent.pipeline import SyncResult
 from agent.psl import default as default_psl
 from agent.state import StateStore
 from agent.util.timefmt import utc_now
@@ -95,6 +102,7 @@ class Daemon:
         own_addresses: Callable[[], list[str]] | None = None,
         facts: Callable[[Config, StateStore], lifelines.Facts] | None = None,
         watch: bool = True,
+        kernel_watch: bool = True,
     ) -> None:
         self.config_path = config_path
         self.fetcher = fetcher or HttpFetcher()
@@ -115,6 +123,11 @@ class Daemon:
         self.last_metrics = float("-inf")
         self.metrics_error = ""
         self.watcher: Any = None
+        self.kernel_watch = kernel_watch
+        self.kernel: KernelWatcher | None = None
+        self.kernel_news = threading.Event()  # the watcher saw or repaired something
+        self.repairs: Counter[str] = Counter()
+        self.last_result: SyncResult | None = None
 
     # -- start, loop, stop --------------------------------------------------------------------
     def start(self) -> None:
@@ -129,11 +142,16 @@ class Daemon:
         self.schedule = sched.initial(self._feed_intervals(), self.clock())
         self.status("starting: enforcing the last good state")
         self.sync(frozenset())
+        self._rearm_kernel_watch()
 
     def step(self) -> float:
         """Do whatever is due now; return how long the loop may sleep."""
         self.ping()
         self._isolation_deadlines()
+        if self.kernel_news.is_set():
+            self.kernel_news.clear()
+            self._say_status()
+            self.write_metrics()
         now = self.clock()
         if self.reload_requested:
             self.reload_requested = False
@@ -175,6 +193,9 @@ class Daemon:
     def close(self) -> None:
         """Stop watching; enforcement stays exactly as it is (fail closed)."""
         notify("STOPPING=1", "STATUS=stopped: enforcement left in place")
+        if self.kernel is not None:
+            self.kernel.stop()
+            self.kernel = None
         if self.watcher is not None:
             stop_watcher(self.watcher)
             self.watcher = None
@@ -239,6 +260,7 @@ class Daemon:
         self.store = StateStore(config.state_dir)
         self.schedule = sched.initial(self._feed_intervals(), self.clock())
         self._rearm_watcher()
+        self._rearm_kernel_watch()
         self.journal.event(logging.INFO, f"configuration reloaded ({why}): "
                            f"{len(config.feeds)} feeds, refreshing them now",
                            ACTION="reload", RESULT="ok")
@@ -294,8 +316,17 @@ class Daemon:
         if not self.ready and result.error is None:
             self.ready = True
             notify("READY=1")
+        self.last_result = result
+        self._say_status()
+
+    def _say_status(self) -> None:
+        """STATUS= after the last sync, with what the kernel holds first (when watched)."""
+        if self.last_result is None:
+            return
         wakeup = sched.next_wakeup(self.schedule)
-        self.status(report.summary(result, None if wakeup is None else wakeup - self.clock()))
+        self.status(report.summary(self.last_result,
+                                   None if wakeup is None else wakeup - self.clock(),
+                                   self._kernel_facts(), self.config.firewall.table))
 
     def _before_get(self) -> None:
         if self.stopping.is_set():
@@ -314,7 +345,9 @@ class Daemon:
         if not path:
             return
         try:
-            report.write_metrics(path, self.config, self.store, self.backends, time.time())
+            kernel = self._kernel_facts()
+            report.write_metrics(path, self.config, self.store, self.backends, time.time(),
+                                 *((kernel, self.repairs) if kernel else ()))
             self.metrics_error = ""
         except Exception as exc:  # reported below, once per distinct problem
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -347,6 +380,29 @@ class Daemon:
             stop_watcher(self.watcher)
         self.watcher = start_watcher(Path(self.config_path), Path(self.config.local_dir),
                                      self._on_file_change)
+
+    def _rearm_kernel_watch(self) -> None:
+        """The kernel watcher for the nftables firewall, on the current configuration."""
+        if self.kernel is not None:
+            self.kernel.stop()
+        self.kernel = start_kernel_watch(self.config, self.store, self.backends,
+                                         on_repair=self._on_repair, on_news=self._kernel_news
+                                         ) if self.kernel_watch else None
+
+    def _kernel_facts(self) -> KernelFacts | None:
+        """What the watcher last saw of the kernel; None before its first look (or unwatched)."""
+        facts = self.kernel.facts if self.kernel is not None else None
+        return facts if facts is not None and facts.known else None
+
+    def _on_repair(self, repair: Repair) -> None:
+        """From the watcher's thread: journal now; STATUS= and metrics from the loop."""
+        self.repairs[repair.kind] += 1
+        report.journal_repair(self.journal, repair)
+        self._kernel_news()
+
+    def _kernel_news(self) -> None:
+        self.kernel_news.set()
+        self.wake.set()
 
     def _on_file_change(self, what: str) -> None:
         self.pending.note(what, self.clock())
