@@ -1,9 +1,10 @@
 """The kill switch's apply edge: make the kernel match an isolation state, and record it.
 
-Used by `isolate`/`restore`, by `status` and by the daemon (which notices a `--for` deadline
-that passed, records it, and re-checks the kernel: after a reboot, `enforced.nft` carried the
-isolation with the timeout it had when written). The state itself, its record and what is shown
-of it are agent.isolation's; this is the part that talks to nft, beside the nftables backend.
+Used by `isolate`/`restore` and by the daemon, which records a `--for` deadline once the kernel
+honoured it (its element timeout) and, after a reboot, re-bases the record on the new boot's
+clock from the time the kernel says is left. `status` only reads (`isolation_status`): a
+read-only command never changes the kernel, and no deadline is ever decided by the wall clock.
+The state itself, its record and what is shown of it are agent.isolation's.
 """
 
 from __future__ import annotations
@@ -11,14 +12,25 @@ from __future__ import annotations
 from typing import Any
 
 from agent.backends.nft_exec import Nft
+from agent.backends.nft_view import KernelIsolation, KernelView
 from agent.backends.nftables import NftablesBackend
 from agent.config import Config
 from agent.errors import AgentError
-from agent.isolation import record
+from agent.isolation import intent, record
+from agent.isolation.clock import read_clock
 from agent.isolation.model import IsolationState
 from agent.isolation.status import describe
 from agent.render.nft_isolation import render_isolation_script
 from agent.state import StateStore
+
+
+def read_kernel(config: Config, nft: Nft | None = None) -> KernelIsolation | None:
+    """The isolation sets as the kernel holds them; None when it cannot be read (not root,
+    no nft)."""
+    try:
+        return KernelView(nft or Nft(timeout=30), config.firewall.table).isolation()
+    except (AgentError, ValueError):
+        return None
 
 
 def enforce(config: Config, store: StateStore, state: IsolationState, now: int,
@@ -33,23 +45,32 @@ def enforce(config: Config, store: StateStore, state: IsolationState, now: int,
 
 def reconcile(config: Config, store: StateStore, now: int, nft: Nft | None = None
               ) -> IsolationState:
-    """Apply deadlines that passed: record the lift once, and bring the kernel in line."""
-    stored = record.load(store)
-    live = stored.live(now)
-    if live != stored:
+    """For the daemon: record once a deadline the kernel honoured (history `by: deadline`),
+    and re-base a record made in another boot. Changes no kernel element: it only writes
+    what the kernel already does (the isolation script it commits is the kernel's state)."""
+    recorded = record.load(store)
+    if not (recorded.active or recorded.peers):
+        return recorded
+    kernel = read_kernel(config, nft)
+    if kernel is None or not kernel.table_present:
+        return recorded  # nothing known: never lift on the record's word alone
+    clock = read_clock()
+    verdict = intent.current(config, store, kernel, clock)
+    if verdict.lifted or verdict.lifted_peers:
         if config.firewall.backend == "nftables":
-            enforce(config, store, live, now, nft)
+            enforce(config, store, verdict.state, now, nft)
         else:
-            record.save(store, live)
-        store.append_history({"event": "restore", "by": "deadline",
-                              "reason": "the --for deadline passed"})
-    return live
+            record.save(store, verdict.state)
+        for name in (["the isolation"] if verdict.lifted else []) + list(verdict.lifted_peers):
+            store.append_history({"event": "restore", "by": "deadline",
+                                  "peers": None if name == "the isolation" else [name],
+                                  "reason": "the --for deadline passed (the kernel lifted it)"})
+    elif recorded.boot_id != clock.boot_id and not verdict.adopted:
+        record.save(store, verdict.state)  # the time left now counts on this boot's clock
+    return verdict.state
 
 
 def isolation_status(config: Config, store: StateStore, now: int) -> dict[str, Any]:
-    """For `status`: the recorded state, with deadlines that passed applied and recorded."""
-    try:
-        state = reconcile(config, store, now)
-    except AgentError:  # not root, or nft missing: show the record as it is
-        state = record.load(store).live(now)
-    return describe(config, state, now)
+    """For `status`: what the kernel holds, with the record's who and why. Read-only."""
+    kernel = read_kernel(config)
+    return describe(config, intent.current(config, store, kernel), now, kernel)

@@ -26,13 +26,14 @@ from typing import Any
 from agent import isolation
 from agent.backends.base import ApplyContext, Backend
 from agent.backends.nft_exec import Nft
+from agent.backends.nft_view import KernelView
 from agent.config import Config, FirewallConfig
 from agent.errors import ApplyError
 from agent.isolation import IsolationState
 from agent.merge import Blocklist
 from agent.plan import Plan
 from agent.render.nft_blocklist import render_table, render_update
-from agent.render.nft_isolation import render_break_glass
+from agent.render.nft_isolation import render_break_glass, render_isolation_script
 from agent.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -140,17 +141,19 @@ class NftablesBackend(Backend):
             why_full = "the table was altered outside the agent (drift)"
         if why_full is None:
             if plan.empty:
-                return "nftables: unchanged"
+                return self._keep_isolation(ctx, blocklist, "nftables: unchanged")
             try:
                 self.nft.load(render_update(fw, plan, blocklist))
             except ApplyError as exc:
                 why_full = f"the incremental update was refused ({exc.what.splitlines()[0]})"
             else:
                 self._record(ctx, blocklist, config_hash, record.get("skeleton"))
-                return (f"nftables: incremental update, +{plan.added} -{plan.removed} "
-                        f"entries")
+                return self._keep_isolation(
+                    ctx, blocklist,
+                    f"nftables: incremental update, +{plan.added} -{plan.removed} entries")
         log.warning("nftables: full reload of table %s: %s", fw.table, why_full)
-        iso = isolation.load(ctx.store)  # a reload must never lift or lose isolation
+        # a reload must never lift or lose isolation
+        iso = isolation.desired(ctx.config, ctx.store, KernelView(self.nft, fw.table).isolation())
         self.nft.load(render_table(fw, blocklist, iso, isolation.now()))
         self._record(ctx, blocklist, config_hash, None)
         return f"nftables: full reload ({why_full})"
@@ -158,11 +161,27 @@ class NftablesBackend(Backend):
     def _record(self, ctx: ApplyContext, blocklist: Blocklist, config_hash: str,
                 skeleton: str | None) -> None:
         fw = ctx.config.firewall
-        self.write_boot_files(ctx.store, fw, isolation.load(ctx.store), isolation.now(),
-                              blocklist)
+        self.write_boot_files(ctx.store, fw, isolation.desired(ctx.config, ctx.store),
+                              isolation.now(), blocklist)
         if skeleton is None:
             skeleton = self.skeleton_hash(fw.table)
         ctx.store.save_nft_record({"table": fw.table, "config": config_hash, "skeleton": skeleton})
+
+    def _keep_isolation(self, ctx: ApplyContext, blocklist: Blocklist, note: str) -> str:
+        """The isolation sets follow the current configuration (wan_interfaces or the
+        essentials changed while isolated): the blocklist's own transaction leaves them be."""
+        fw = ctx.config.firewall
+        kernel = KernelView(self.nft, fw.table).isolation()
+        state = isolation.desired(ctx.config, ctx.store, kernel)
+        why = isolation.drift(ctx.config, state, kernel)
+        if why is None:
+            return note
+        log.warning("nftables: isolation re-applied: %s", why)
+        now = isolation.now()
+        self.nft.load(render_isolation_script(fw, state, now))
+        isolation.save(ctx.store, state)
+        self.write_boot_files(ctx.store, fw, state, now, blocklist)
+        return f"{note}; isolation re-applied ({why})"
 
     # -- the boot-path files, also rewritten by isolate and restore ------------------------
     @staticmethod

@@ -94,7 +94,7 @@ def write_metrics(path: str | Path, config: Config, store: StateStore,
             offenders = _ask(backend, "offenders", backend.offenders, table)
     metrics.write(path, metrics.render(
         status, enforced=status.get("enforced") or {}, applied_at=store.applied_mtime(),
-        now=now, isolation=isolation.load(store).live(int(now)).to_json(),
+        now=now, isolation=isolation.desired(config, store).to_json(),  # on the boot's clock
         counters=counters, offenders=offenders))
 
 

@@ -17,6 +17,7 @@ from agent.errors import UsageError
 from agent.fetch import HttpFetcher
 from agent.guards import Policy
 from agent.indicators import InvalidValue
+from agent.isolation.resolve import refresh as refresh_allow_names
 from agent.isolation.status import isolation_text
 from agent.psl import default as default_psl
 from agent.state import StateStore
@@ -94,6 +95,8 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     # every state file it reads is replaced atomically, so it needs no lock
     with contextlib.nullcontext() if args.dry_run else store.lock():
         now = utc_now()
+        if not args.dry_run:  # the kill switch's names, for an isolation that needs no DNS
+            refresh_allow_names(config, store, int(now.timestamp()))
         result = pipeline.run(config, fetcher=HttpFetcher(), store=store,
                               local=overrides.load(config.local_dir, now=int(now.timestamp())),
                               backends=backends, dry_run=args.dry_run, force=args.force,
@@ -130,6 +133,8 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         healthy = healthy and bool(doc["firewall"]["in_sync"])
     if doc["dns"] is not None and applied is not None:
         healthy = healthy and doc["dns"]["in_sync"] is not False
+    if doc["isolation"] and doc["isolation"].get("disagreement"):
+        healthy = False  # the kernel does not do what the kill switch's record says
     doc["healthy"] = healthy
     out.emit(doc, lambda: status_text(doc))
     return EXIT_OK if healthy else EXIT_FAIL
@@ -165,7 +170,7 @@ def dns_text(d: dict[str, Any]) -> list[str]:
 def status_text(doc: dict[str, Any]) -> str:
     lines = []
     iso = doc.get("isolation")
-    if iso and (iso["active"] or iso["peers"]):  # first, and in red on a terminal
+    if iso and (iso["active"] or iso["peers"] or iso.get("disagreement")):  # first, in red
         lines += [isolation_text(iso, color=sys.stdout.isatty()), ""]
     last = doc["last_sync"]
     if last:
@@ -290,6 +295,31 @@ def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     backends_for(config)
     Policy.from_config(config)
-    out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds)},
+    warnings = interface_warnings(config)
+    if not out.json:
+        for warning in warnings:
+            out.warn(f"warning: {warning}")
+    out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds),
+              "warnings": warnings},
              lambda: "" if not out.verbose else f"{config.path}: OK")
     return EXIT_OK
+
+
+def interface_warnings(config: Config) -> list[str]:
+    """Interfaces of the configuration that do not exist now: warned, not refused (ppp links
+    come and go), because isolating through a name that does not exist cuts nothing."""
+    from agent.isolation.preflight import absent
+
+    fw = config.firewall
+    if fw.backend != "nftables":
+        return []
+    missing, error = absent([*fw.wan_interfaces, *fw.lan_interfaces])
+    if error is not None:
+        return [f"cannot list this host's interfaces to check the configured ones: {error}"]
+    out = []
+    for name in missing:
+        key = "wan_interfaces" if name in fw.wan_interfaces else "lan_interfaces"
+        cut = " (isolate refuses to run while it is missing)" if key == "wan_interfaces" else ""
+        out.append(f"firewall.{key}: interface {name} does not exist on this host now{cut}; "
+                   "ip -br link lists the interfaces")
+    return out
