@@ -18,9 +18,9 @@ from agent.isolation import intent, model, preflight, resolve
 from agent.isolation.clock import Clock
 from agent.isolation.model import BREAK_GLASS, IsolationState, judge, rebase
 from agent.isolation.status import describe, isolation_text
+from agent.merge import Blocklist
 from agent.render.nft_blocklist import render_table
 from agent.render.nft_isolation import iso_rules, render_break_glass
-from agent.merge import Blocklist
 from agent.state import StateStore
 
 BOOT = "boot-a"
