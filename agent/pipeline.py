@@ -307,7 +307,8 @@ def run(
         clock.add("render", started)
 
     if not dry_run and plan.held is None:
-        ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial)
+        ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial,
+                           generation=int(meta.get("generation", 0)) + 1)
         started = time.perf_counter()
         try:
             for backend in backends:
@@ -321,7 +322,7 @@ def run(
         clock.add("apply", started)
         if result.error is None:
             started = time.perf_counter()
-            _record(store, outcomes, blocklist, rpz_serial, now)
+            _record(store, outcomes, blocklist, ctx, now)
             result.applied = True
             clock.add("record", started)
     elif plan.held:
@@ -334,7 +335,7 @@ def run(
 
 
 def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Blocklist,
-            rpz_serial: int, now: datetime) -> None:
+            ctx: ApplyContext, now: datetime) -> None:
     for o in outcomes:
         if o.data is None:
             continue
@@ -343,5 +344,5 @@ def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Block
         else:
             store.update_feed_record(o.data.record)
     feeds = {o.name: o.record.serial for o in outcomes if o.record is not None}
-    store.save_applied(blocklist, {"rpz_serial": rpz_serial, "applied_at": int(now.timestamp()),
-                                   "feeds": feeds})
+    store.save_applied(blocklist, {"rpz_serial": ctx.rpz_serial, "generation": ctx.generation,
+                                   "applied_at": int(now.timestamp()), "feeds": feeds})

@@ -27,6 +27,7 @@ class ApplyContext:
     config: Config
     store: StateStore
     rpz_serial: int
+    generation: int = 1  # this sync's number; applied.json holds the last fully applied one
 
 
 class Backend(ABC):

@@ -1,10 +1,10 @@
-"""The kill switch's apply edge: make the kernel match an isolation state, and record it.
+"""The kill switch's apply edge: make the kernel match an isolation state, through the one writer.
 
 Used by `isolate`/`restore` and by the daemon, which records a `--for` deadline once the kernel
 honoured it (its element timeout) and, after a reboot, re-bases the record on the new boot's
 clock from the time the kernel says is left. `status` only reads (`isolation_status`): a
-read-only command never changes the kernel, and no deadline is ever decided by the wall clock.
-The state itself, its record and what is shown of it are agent.isolation's.
+read-only command never changes the kernel nor the record, and no deadline is ever decided by
+the wall clock. The state itself, its record and what is shown of it are agent.isolation's.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from typing import Any
 
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation, KernelView
-from agent.backends.nftables import NftablesBackend
+from agent.backends.nft_writer import TableWriter
 from agent.config import Config
 from agent.errors import AgentError
 from agent.isolation import intent, record
 from agent.isolation.clock import read_clock
 from agent.isolation.model import IsolationState
 from agent.isolation.status import describe
-from agent.render.nft_isolation import render_isolation_script
 from agent.state import StateStore
 
 
@@ -34,39 +33,35 @@ def read_kernel(config: Config, nft: Nft | None = None) -> KernelIsolation | Non
 
 
 def enforce(config: Config, store: StateStore, state: IsolationState, now: int,
-            nft: Nft | None = None) -> None:
-    """Make the kernel match `state`, then record it and refresh the boot-path files."""
-    fw = config.firewall
-    runner = nft or Nft()
-    runner.load(render_isolation_script(fw, state, now))
-    record.save(store, state)
-    NftablesBackend.write_boot_files(store, fw, state, now)
+            nft: Nft | None = None) -> KernelIsolation:
+    """Commit `state`, read the kernel back, record it and refresh the boot-path files."""
+    return TableWriter(config, store, nft).set_isolation(state, now)
 
 
 def reconcile(config: Config, store: StateStore, now: int, nft: Nft | None = None
               ) -> IsolationState:
     """For the daemon: record once a deadline the kernel honoured (history `by: deadline`),
-    and re-base a record made in another boot. Changes no kernel element: it only writes
-    what the kernel already does (the isolation script it commits is the kernel's state)."""
+    and re-base a record made in another boot on this boot's clock. Changes nothing in the
+    kernel; judged and recorded under the kernel lock, so a concurrent `isolate` wins."""
     recorded = record.load(store)
-    if not (recorded.active or recorded.peers):
+    if config.firewall.backend != "nftables" or not (recorded.active or recorded.peers):
         return recorded
-    kernel = read_kernel(config, nft)
-    if kernel is None or not kernel.table_present:
-        return recorded  # nothing known: never lift on the record's word alone
-    clock = read_clock()
-    verdict = intent.current(config, store, kernel, clock)
-    if verdict.lifted or verdict.lifted_peers:
-        if config.firewall.backend == "nftables":
-            enforce(config, store, verdict.state, now, nft)
-        else:
-            record.save(store, verdict.state)
+    with store.kernel_lock():
+        recorded = record.load(store)
+        kernel = read_kernel(config, nft)
+        if kernel is None or not kernel.table_present:
+            return recorded  # nothing known: never lift on the record's word alone
+        clock = read_clock()
+        verdict = intent.current(config, store, kernel, clock)
+        changed = bool(verdict.lifted or verdict.lifted_peers)
+        if changed or (recorded.boot_id != clock.boot_id and not verdict.adopted):
+            record.save(store, verdict.state)  # the time left now counts on this boot's clock
         for name in (["the isolation"] if verdict.lifted else []) + list(verdict.lifted_peers):
             store.append_history({"event": "restore", "by": "deadline",
                                   "peers": None if name == "the isolation" else [name],
                                   "reason": "the --for deadline passed (the kernel lifted it)"})
-    elif recorded.boot_id != clock.boot_id and not verdict.adopted:
-        record.save(store, verdict.state)  # the time left now counts on this boot's clock
+    if changed:  # the boot files must not bring back what the kernel lifted
+        TableWriter(config, store, nft).refresh_isolation_boot(now)
     return verdict.state
 
 

@@ -7,7 +7,10 @@ new file, never a mix; a feed generation is switched by renaming a symlink, so t
 for a feed's several files.
 
     file                   written by, when                        after a crash
-    lock                   any command changing state, each time   nothing to recover (flock)
+    lock                   a sync or an override edit, throughout  nothing to recover (flock)
+    kernel.lock            the one writer of the nftables table    nothing to recover (flock);
+                           (agent.backends.nft_writer), around     its holder's pid inside
+                           each commit and the records after it
     status.json            pipeline.run after every sync that is   the last sync's outcome or
                            not a dry run (agent.state.status)      the one before
     applied.json           pipeline.run, after every backend       always what was last fully
@@ -18,14 +21,18 @@ for a feed's several files.
                                                                    unreadable = not isolated
     allow-names.json       every sync and isolate (agent.isolation the addresses last resolved
                            .resolve): isolation.allow's names      for them; missing = none
-    enforced.nft           the nftables backend after each apply;  the whole table as last
-                           the kill switch (isolate, restore, a    applied: the boot unit loads
-                           deadline passing)                       it with `nft -f`
-    break-glass.nft        same as enforced.nft                    plain-nft isolation, for
+    enforced.nft           the one writer after each commit of     the whole table as last
+                           the blocklist; it includes              committed: the boot unit
+                           isolation.nft                           loads it with `nft -f`
+    isolation.nft          the one writer after every commit       the kill switch as last
+                           (isolate, restore, repair, apply) and   committed, with the time
+                           each minute while a deadline runs       left on its deadlines
+    break-glass.nft        the one writer, with isolation.nft      plain-nft isolation, for
                                                                    when Python is broken
-    nftables.json          the nftables backend after each apply;  missing = full reload at the
-                           the kill switch drops it when the       next sync (safe, slower)
-                           kernel table lacks the blocklist
+    nftables.json          the one writer: `pending` before a      pending, missing, or a
+                           commit, then the generation the         generation other than
+                           kernel holds and the skeleton hash      applied.json's = a full
+                                                                   reload at the next sync
     dns.json               the DNS backends after each apply;      missing = the zone is written
                            dnsupdate first marks it out of sync    again (dnsupdate: compared
                            before it sends any update              whole) at the next sync
@@ -68,6 +75,8 @@ HISTORY = "history.jsonl"
 ISOLATION = "isolation.json"
 ALLOW_NAMES = "allow-names.json"
 ENFORCED_NFT = "enforced.nft"
+ISOLATION_NFT = "isolation.nft"
+KERNEL_LOCK = "kernel.lock"
 BREAK_GLASS_NFT = "break-glass.nft"
 NFT_RECORD = "nftables.json"
 DNS_RECORD = "dns.json"
@@ -100,6 +109,35 @@ class StateStore:
                     "another blocklist-agent command is changing the state right now",
                     where=str(self.root / LOCK), hint="wait for it to finish and try again",
                 ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def kernel_lock(self, timeout: float = 30.0) -> Iterator[None]:
+        """The one writer's lock around every change of the nftables table and the records of
+        it: short (a commit and a few files), so a waiting `isolate` waits seconds at most."""
+        self.ensure()
+        path = self.root / KERNEL_LOCK
+        with open(path, "a+b") as handle:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = path.read_text(errors="replace").strip() or "unknown"
+                        raise StateError(
+                            f"the nftables table is being changed by another process "
+                            f"(pid {holder}) for more than {timeout:.0f} s",
+                            where=str(path), hint="check `ps -p PID`; try again") from None
+                    time.sleep(0.02)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n".encode())
+            handle.flush()
             try:
                 yield
             finally:
@@ -263,6 +301,23 @@ class StateStore:
         """enforced.nft, loaded by blocklist-agent-boot.service before the network is up."""
         self._write_text(ENFORCED_NFT, text)
         return self.root / ENFORCED_NFT
+
+    def boot_ruleset_tail(self, size: int = 4096) -> str | None:
+        """The end of enforced.nft (its include line), without reading a 30 MB file whole."""
+        try:
+            with open(self.root / ENFORCED_NFT, "rb") as handle:
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - size))
+                return handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return None
+
+    def save_isolation_boot(self, text: str) -> Path:
+        """isolation.nft, included by enforced.nft: the kill switch with its time left."""
+        self._write_text(ISOLATION_NFT, text)
+        return self.root / ISOLATION_NFT
+
+    def isolation_boot_path(self) -> Path:
+        return self.root / ISOLATION_NFT
 
     def save_break_glass(self, text: str) -> Path:
         self._write_text(BREAK_GLASS_NFT, text)

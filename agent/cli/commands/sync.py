@@ -133,8 +133,9 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         healthy = healthy and bool(doc["firewall"]["in_sync"])
     if doc["dns"] is not None and applied is not None:
         healthy = healthy and doc["dns"]["in_sync"] is not False
-    if doc["isolation"] and doc["isolation"].get("disagreement"):
-        healthy = False  # the kernel does not do what the kill switch's record says
+    # the kernel is the truth: where it and the intent disagree, status says so first and fails
+    doc["kernel_disagrees"] = list((doc["firewall"] or {}).get("disagreements", []))
+    healthy = healthy and not doc["kernel_disagrees"]
     doc["healthy"] = healthy
     out.emit(doc, lambda: status_text(doc))
     return EXIT_OK if healthy else EXIT_FAIL
@@ -169,9 +170,17 @@ def dns_text(d: dict[str, Any]) -> list[str]:
 
 def status_text(doc: dict[str, Any]) -> str:
     lines = []
+    red, reset = ("\033[1;31m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    for problem in doc.get("kernel_disagrees", []):
+        lines.append(f"{red}KERNEL AND INTENT DISAGREE: {problem}{reset}")
+    if doc.get("kernel_disagrees"):
+        lines += ["  what to do: the running daemon repairs this within seconds; otherwise "
+                  "run `blocklist-agent sync` (or `nft -f /var/lib/blocklist-agent/enforced.nft`)",
+                  ""]
     iso = doc.get("isolation")
-    if iso and (iso["active"] or iso["peers"] or iso.get("disagreement")):  # first, in red
-        lines += [isolation_text(iso, color=sys.stdout.isatty()), ""]
+    if iso and (iso["active"] or iso["peers"]):  # first, and in red on a terminal
+        # (a disagreement of the kill switch is among those said just above)
+        lines += [isolation_text({**iso, "disagreement": None}, color=sys.stdout.isatty()), ""]
     last = doc["last_sync"]
     if last:
         lines.append(f"last sync: {last['time']}, {last['result']}"
@@ -247,18 +256,34 @@ def cmd_why(args: argparse.Namespace, out: Output) -> int:
                          hint="give an address, a prefix or a domain name") from None
     doc = answer.to_dict()
     if answer.type != "domain":
-        fw = firewall_status(config, store)
-        if fw is not None:
-            # listing a big set takes ~30 s on nft 1.0.6: "now" means the table is there and
-            # as applied
-            doc["enforced_now"] = bool(answer.blocked and fw["table_present"] and fw["in_sync"])
-    elif config.dns.backend != "none" and not answer.value.startswith("*."):
+        if config.firewall.backend == "nftables":
+            doc["kernel"] = kernel_check(config, answer.enforced) if answer.blocked else []
+            # true only when each element was found in the kernel just now
+            doc["enforced_now"] = bool(doc["kernel"]) and all(
+                k["present"] is True for k in doc["kernel"])
+    elif config.dns.backend == "none":
+        if answer.blocked:
+            doc["enforced_now"] = False
+            doc["not_enforced"] = "no DNS backend is configured (dns.backend: none)"
+    elif not answer.value.startswith("*."):
         from agent.dnsstatus import resolver_answer
 
         doc["resolver"] = resolver_answer(config, answer.value)
-        doc["enforced_now"] = doc["resolver"]["blocked"]
+        doc["enforced_now"] = doc["resolver"]["blocked"] is True
     out.emit(doc, lambda: why_text(doc))
     return EXIT_OK
+
+
+def kernel_check(config: Config, enforced: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each set element `why` found in the records, probed in the kernel now (read-only)."""
+    if config.firewall.backend != "nftables":
+        return []
+    from agent.backends.nft_exec import Nft
+    from agent.backends.nft_view import KernelView
+
+    view = KernelView(Nft(timeout=10), config.firewall.table)
+    return [{"set": e["set"], "entry": e["entry"], "present": view.present(e["set"], e["entry"])}
+            for e in enforced]
 
 
 def why_text(a: dict[str, Any]) -> str:
@@ -269,9 +294,15 @@ def why_text(a: dict[str, Any]) -> str:
     else:
         head = f"{a['value']}: not blocked"
     lines = [head]
-    if a.get("enforced_now") is False and a["blocked"]:
-        lines.append("  WARNING: not enforced right now (table absent or altered, or the "
-                     "resolver has not loaded the zone)")
+    if a.get("not_enforced"):
+        lines.append(f"  WARNING: listed but NOT enforced: {a['not_enforced']}")
+    elif a.get("enforced_now") is False and a["blocked"]:
+        lines.append("  WARNING: not enforced right now (the kernel does not hold it, or the "
+                     "resolver does not block it)")
+    for k in a.get("kernel", []):
+        verdict = {True: "present in the kernel now", False: "MISSING from the kernel",
+                   None: "cannot be checked in the kernel"}[k["present"]]
+        lines.append(f"  {k['entry']} in set {k['set']}: {verdict}")
     resolver = a.get("resolver")
     if resolver:
         verdict = {True: "blocks it", False: "does not block it", None: "cannot tell"}[
