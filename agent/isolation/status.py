@@ -33,10 +33,9 @@ def disagreement(config: Config, verdict: Verdict, kernel: KernelSets | None) ->
     state = verdict.state
     if verdict.removed:
         who = f" since {human_utc(state.since)} by {state.by}" if state.since else ""
-        where = ("the table is ABSENT" if not kernel.table_present
-                 else "iso_wan holds no interface")
-        return (f"the record says ISOLATED{who}, but {where}: the isolation was removed "
-                "outside the agent and the internet is OPEN")
+        where = "the table is ABSENT" if not kernel.table_present else "iso_wan is empty"
+        return (f"isolation is recorded{who} but the kernel does NOT cut the internet ({where}):"
+                " it was removed outside the agent before its time")
     why = drift(config, state, kernel)
     return None if why is None else f"the kernel's isolation differs from the intent: {why}"
 
