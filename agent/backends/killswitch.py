@@ -55,10 +55,9 @@ def reconcile(config: Config, store: StateStore, now: int, nft: Nft | None = Non
         verdict = intent.current(config, store, kernel, clock)
         changed = bool(verdict.lifted or verdict.lifted_peers)
         if changed or (recorded.boot_id != clock.boot_id and not verdict.adopted):
-            record.save(store, verdict.state)  # the time left now counts on this boot's clock
-        for name in (["the isolation"] if verdict.lifted else []) + list(verdict.lifted_peers):
-            store.append_history({"event": "restore", "by": "deadline",
-                                  "peers": None if name == "the isolation" else [name],
+            record.save(store, verdict.state)  # (a re-based record: time left on this boot)
+        for name in verdict.lifted_peers:  # (the isolation's own line: record.save)
+            store.append_history({"event": "restore", "by": "deadline", "peers": [name],
                                   "reason": "the --for deadline passed (the kernel lifted it)"})
     if changed:  # the boot files must not bring back what the kernel lifted
         TableWriter(config, store, nft).refresh_isolation_boot(now)

@@ -31,6 +31,7 @@ from agent.isolation.clock import Clock
 
 SLACK = 2  # seconds: the kernel's element timeout and the uptime deadline differ by rounding
 BREAK_GLASS = "break-glass"
+DEADLINE = "deadline"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class IsolationState:
     # the isolate commands this one extended or replaced (since, by, reason, deadline): who
     # started the isolation and why is never lost to a second `isolate`
     earlier: tuple[dict[str, Any], ...] = ()
+    ended_by: str = ""  # DEADLINE: the last isolation was lifted by the kernel, on time
 
     def live(self, now: int) -> IsolationState:
         """The state with deadlines that passed already applied (the kernel did it too).
@@ -182,6 +184,8 @@ def judge(recorded: IsolationState, clock: Clock, kernel: KernelFacts | None = N
             and state.left <= SLACK):
         state = replace(state, active=False)  # the kernel's rounding: lifted on time
     lifted = recorded.active and not state.active
+    if lifted:
+        state = replace(state, ended_by=DEADLINE)
     lifted_peers = tuple(sorted({p.name for p in recorded.peers}
                                 - {p.name for p in state.peers}))
     removed = adopted = False
@@ -259,7 +263,7 @@ def isolate(previous: IsolationState, allow: Allow, *, clock: Clock, by: str, re
         earlier += ({"since": previous.since, "by": previous.by, "reason": previous.reason,
                      "deadline": previous.deadline},)
     return replace(with_allow(previous, allow), active=True, since=clock.wall, by=by,
-                   reason=reason, boot_id=clock.boot_id, earlier=earlier,
+                   reason=reason, boot_id=clock.boot_id, earlier=earlier, ended_by="",
                    **_timed(duration, clock))
 
 
@@ -278,7 +282,8 @@ def new_quarantine(name: str, cidrs: tuple[str, ...], *, clock: Clock, by: str, 
 
 def restore(previous: IsolationState) -> IsolationState:
     """Internet access open again (quarantined peers stay quarantined)."""
-    return replace(previous, active=False, earlier=(), **_timed(None, Clock(0, "", 0.0)))
+    return replace(previous, active=False, earlier=(), ended_by="",
+                   **_timed(None, Clock(0, "", 0.0)))
 
 
 def release(previous: IsolationState, names: Iterable[str]) -> IsolationState:

@@ -41,13 +41,17 @@ class Lookup:
     """getaddrinfo for each name in its own daemon thread, started at construction.
 
     A thread stuck in a dead resolver cannot be cancelled; it is abandoned (it ends with its
-    resolver timeout, or with the process) and nothing waits for it.
+    resolver timeout, or with the process) and nothing waits for it. The deadline is kept by
+    polling with short sleeps, not by a timed condition wait: it then holds whatever the C
+    library's timed waits do (libfaketime, which the clock-jump tests use, breaks those).
     """
+
+    POLL = 0.005  # seconds between two looks at what answered
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names = list(dict.fromkeys(names))
         self.started = time.monotonic()
-        self._done = threading.Condition()
+        self._lock = threading.Lock()
         self._results: dict[str, list[str] | None] = {}  # None: failed
         for name in self.names:
             threading.Thread(target=self._resolve, args=(name,), daemon=True,
@@ -60,20 +64,19 @@ class Lookup:
                 {str(info[4][0]).partition("%")[0] for info in infos})
         except (OSError, UnicodeError):
             result = None
-        with self._done:
+        with self._lock:
             self._results[name] = result
-            self._done.notify_all()
 
     def wait(self, total: float = DEADLINE) -> dict[str, list[str] | None]:
         """What answered within `total` seconds of the start (at once if all did)."""
         deadline = self.started + total
-        with self._done:
-            while len(self._results) < len(self.names):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._done.wait(left)
-            return dict(self._results)
+        while True:
+            with self._lock:
+                answers = dict(self._results)
+            left = deadline - time.monotonic()
+            if len(answers) == len(self.names) or left <= 0:
+                return answers
+            time.sleep(min(self.POLL, left))
 
     def settle(self, stored: Mapping[str, list[str]], total: float = DEADLINE) -> Resolution:
         """The names' addresses: those that answered, else those stored."""

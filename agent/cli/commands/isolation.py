@@ -24,7 +24,7 @@ from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config, operator
 from agent.config import Config
 from agent.daemon.notify import Journal
 from agent.errors import AgentError, UsageError
-from agent.isolation import intent, model, preflight, resolve
+from agent.isolation import intent, model, preflight, record, resolve
 from agent.isolation.clock import Clock, read_clock
 from agent.isolation.model import IsolationState, Verdict
 from agent.isolation.status import describe, isolation_text, plan_doc, plan_text
@@ -82,9 +82,7 @@ class Start:
         """A deadline the kernel honoured since the last record: said once in the history,
         before this command's record replaces it."""
         if self.verdict.lifted:
-            self.store.append_history({"event": "restore", "by": "deadline", "peers": None,
-                                       "reason": "the --for deadline passed (the kernel "
-                                       "lifted it)"})
+            record.note_lift(self.store)
 
     def read_back(self, state: IsolationState) -> tuple[dict[str, Any], KernelIsolation | None]:
         kernel = killswitch.read_kernel(self.config, self.nft)
@@ -188,6 +186,12 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
         doc["change"] = kind
     out.emit(doc, lambda: (f"{kind} the running isolation\n" if kind else "")
              + isolation_text(doc))
+    ghosts = [w for w in doc["cut"] if check is not None and w in check.missing]
+    if ghosts:
+        around = sorted({dev for _, dev in check.outside}) if check is not None else []
+        out.warn(f"WARNING: the kernel cuts {', '.join(ghosts)}, which does not exist here: "
+                 "nothing passes through it"
+                 + (f"; traffic through {', '.join(around)} is NOT cut" if around else ""))
     missing = [] if peers else sorted(set(config.firewall.wan_interfaces) - set(doc["cut"]))
     if kernel is None or missing:
         what = ("the kernel could not be read back" if kernel is None
