@@ -10,7 +10,6 @@ isolation sets differ from that intent, e.g. after `wan_interfaces` changed whil
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -45,6 +44,8 @@ def desired(config: Config, store: StateStore, kernel: KernelFacts | None = None
 
 def _nets(values: Iterable[str]) -> set[str]:
     """Addresses, prefixes and nft ranges ("a-b") as one canonical set of prefixes."""
+    import ipaddress  # here: a sync's check, kept off `isolate`'s path to the cut
+
     v4: list[ipaddress.IPv4Network] = []
     v6: list[ipaddress.IPv6Network] = []
     for value in values:

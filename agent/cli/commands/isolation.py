@@ -63,16 +63,17 @@ def _require_nftables(config: Config) -> None:
 
 
 class Start:
-    """What a command starts from: configuration, state directory, nft, the clock, the kernel
-    and the record judged against it."""
+    """What a command starts from: configuration, state directory, nft, the clock and the
+    record judged on the boot's clock. The kernel is read after the commit, not before: six
+    nft listings would delay the cut (an isolation made with plain nft, break-glass, is then
+    replaced rather than extended; the commit holds either way)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = StateStore(self.config.state_dir)
         self.nft = Nft()
         self.clock: Clock = read_clock()
-        self.kernel: KernelIsolation | None = killswitch.read_kernel(self.config, self.nft)
-        self.verdict: Verdict = intent.current(self.config, self.store, self.kernel, self.clock)
+        self.verdict: Verdict = intent.current(self.config, self.store, None, self.clock)
 
     @property
     def previous(self) -> IsolationState:
