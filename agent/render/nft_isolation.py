@@ -73,10 +73,18 @@ def mgmt_rules(hook: str) -> list[str]:
     return rules
 
 
+# IPv6 neighbour and router discovery on the WAN link itself (hop limit 255: never forwarded, so
+# never from further away). Without it the upstream router forgets the gateway's link address
+# within a minute of the cut and every IPv6 packet still allowed (replies to management, the
+# essential services) stops; IPv4's ARP is not IP and never reaches these chains.
+NDP = ("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, "
+       "nd-router-advert } ip6 hoplimit 255 return")
+
+
 def iso_rules(fw: FirewallConfig, hook: str) -> list[str]:
     """The rules of the isolation chain of `hook` (forward, output, input)."""
     prefix = f"{fw.log_prefix}isolated "
-    rules = mgmt_rules(hook)
+    rules = mgmt_rules(hook) + ([NDP] if hook != "forward" else [])
     for fam, _, ip in FAMILIES:
         rules += [f"{ip} daddr @peer_{fam} counter name peer_cut drop",
                   f"{ip} saddr @peer_{fam} counter name peer_cut drop"]

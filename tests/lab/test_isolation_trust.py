@@ -52,7 +52,7 @@ guards:
 dns:
   backend: none
 isolation:
-  allow: [203.0.113.20, {telerad}, {pacs}, {ris}]
+  allow: [203.0.113.20, "2001:db8:200::20", {telerad}, {pacs}, {ris}]
 """
 # libfaketime preloaded into the agent itself (not the `faketime` wrapper, which would get the
 # daemon's SIGTERM); it fakes the wall clock, not /proc/uptime
@@ -206,19 +206,33 @@ def test_a_spoofed_management_source_gets_nothing_out(gw: Gateway) -> None:
     gw.cli("restore", "--reason", "spoofing test")
     lab.run("gw", "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=2",
             "net.ipv4.conf.lan0.rp_filter=2")
+    spoofs = (("10.10.99.50", lab.addr["site"]), ("fd00:10:99::50", lab.addr["site6"]))
     lab.run("lan1", "ip", "addr", "add", "10.10.99.50/32", "dev", "eth0")
     lab.run("lan1", "ip", "addr", "add", "fd00:10:99::50/128", "dev", "eth0", "nodad")
-    spoofs = (("10.10.99.50", lab.addr["site"]), ("fd00:10:99::50", lab.addr["site6"]))
-    for src, dst in spoofs:  # the control: loose rp_filter (and IPv6) let it through
-        assert gw.udp_arrives("lan1", src, dst), f"control: {src} -> {dst}"
-    gw.cli("isolate", "--reason", "spoofing test", "--yes")
-    for src, dst in spoofs:
-        assert not gw.udp_arrives("lan1", src, dst), f"spoofed {src} got out to {dst}"
+    try:
+        for src, dst in spoofs:  # the control: loose rp_filter (and IPv6) let it through
+            assert gw.udp_arrives("lan1", src, dst), f"control: {src} -> {dst}"
+        gw.cli("isolate", "--reason", "spoofing test", "--yes")
+        for src, dst in spoofs:
+            assert not gw.udp_arrives("lan1", src, dst), f"spoofed {src} got out to {dst}"
+    finally:  # the lab's LAN host gets its own addresses back only
+        lab.run("lan1", "ip", "addr", "del", "10.10.99.50/32", "dev", "eth0")
+        lab.run("lan1", "ip", "addr", "del", "fd00:10:99::50/128", "dev", "eth0")
     assert gw.udp_arrives("mgmt", lab.addr["mgmt"], lab.addr["site"])
     assert gw.udp_arrives("mgmt", lab.addr["mgmt6"], lab.addr["site6"])
-    assert gw.can("mgmt", "site"), lab.probe("mgmt", lab.addr["site"], HTTP_PORT, 1)
-    assert lab.tcp_probe("mgmt", lab.addr["site6"], HTTP_PORT, timeout=2)
+    assert gw.can("mgmt", "site") and gw.can("mgmt", "site6")
     assert not gw.can("lan1", "site")
+
+
+def test_ipv6_neighbour_discovery_survives_the_cut(gw: Gateway) -> None:
+    """Without NDP on the WAN link, the upstream forgets the gateway's link address within a
+    minute and every IPv6 packet still allowed stops: forgotten here at once."""
+    lab = gw.lab
+    for role in ("wan", "gw", "mgmt", "lan1"):
+        lab.run(role, "ip", "-6", "neigh", "flush", "all")
+    assert lab.tcp_probe("mgmt", lab.addr["site6"], HTTP_PORT, timeout=2)
+    assert lab.tcp_probe("lan1", lab.addr["essential6"], HTTP_PORT, timeout=2)
+    assert not gw.can("lan1", "site6")
 
 
 def test_a_management_host_cannot_reach_a_blocked_address(gw: Gateway) -> None:
