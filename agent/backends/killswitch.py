@@ -40,9 +40,10 @@ def enforce(config: Config, store: StateStore, state: IsolationState, now: int,
 
 def reconcile(config: Config, store: StateStore, now: int, nft: Nft | None = None
               ) -> IsolationState:
-    """For the daemon: record once a deadline the kernel honoured (history `by: deadline`),
-    and re-base a record made in another boot on this boot's clock. Changes nothing in the
-    kernel; judged and recorded under the kernel lock, so a concurrent `isolate` wins."""
+    """For the daemon, each loop (at least once a minute): record once a deadline the kernel
+    honoured (history `by: deadline`), re-base a record made in another boot on this boot's
+    clock, and rewrite the boot file with the time left while a deadline runs. Changes nothing
+    in the kernel; judged and recorded under the kernel lock, so a concurrent `isolate` wins."""
     recorded = record.load(store)
     if config.firewall.backend != "nftables" or not (recorded.active or recorded.peers):
         return recorded
@@ -59,9 +60,13 @@ def reconcile(config: Config, store: StateStore, now: int, nft: Nft | None = Non
         for name in verdict.lifted_peers:  # (the isolation's own line: record.save)
             store.append_history({"event": "restore", "by": "deadline", "peers": [name],
                                   "reason": "the --for deadline passed (the kernel lifted it)"})
-    if changed:  # the boot files must not bring back what the kernel lifted
+    state = verdict.state
+    timed = state.deadline is not None or any(p.deadline is not None for p in state.peers)
+    if changed or timed:
+        # isolation.nft (which enforced.nft includes) with the time left now: after a reboot
+        # the rest applies, not the whole length; and nothing the kernel lifted comes back
         TableWriter(config, store, nft).refresh_isolation_boot(now)
-    return verdict.state
+    return state
 
 
 def isolation_status(config: Config, store: StateStore, now: int) -> dict[str, Any]:

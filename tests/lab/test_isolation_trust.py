@@ -385,6 +385,44 @@ def test_a_backward_jump_does_not_bring_back_a_lifted_isolation(gw: Gateway) -> 
     assert sum(1 for h in gw.history()[-3:] if h.get("by") == "deadline") == 1
 
 
+def test_after_a_reboot_the_time_left_applies(gw: Gateway) -> None:
+    lab = gw.lab
+    state = gw.root / "state"
+    gw.cli("isolate", "--for", "2h", "--reason", "reboot drill", "--yes")
+    # as if 100 minutes had passed: the kernel's element timeout says 20 minutes are left
+    lab.nft("gw", f"flush set inet {TABLE} iso_wan\n"
+                  f'add element inet {TABLE} iso_wan {{ "wan0" timeout 1200s }}\n')
+    daemon = lab.spawn("gw", *gw.argv("run"), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    time.sleep(3)
+    daemon.terminate()
+    daemon.wait(timeout=30)
+    boot_file = re.search(r'"wan0" timeout (\d+)s', (state / "isolation.nft").read_text())
+    assert boot_file is not None and 1100 < int(boot_file[1]) <= 1200, boot_file
+    # the reboot: the kernel forgets everything; the boot unit loads enforced.nft, which
+    # includes isolation.nft
+    assert (state / "enforced.nft").read_text().rstrip().endswith(
+        f'include "{state / "isolation.nft"}"')
+    lab.run("gw", "nft", "flush", "ruleset")
+    lab.run("gw", "nft", "-f", str(state / "enforced.nft"))
+    left = gw.iso_wan()["wan0"]
+    print(f"\nafter the reboot: {left} s left of a 2 h isolation with 20 min to go")
+    assert left is not None and 1100 < left <= 1200
+    # a record of another boot is re-based on this boot's clock from the kernel's time left
+    record = json.loads((state / "isolation.json").read_text())
+    record["boot_id"] = "an-earlier-boot"
+    (state / "isolation.json").write_text(json.dumps(record))
+    daemon = lab.spawn("gw", *gw.argv("run"), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    time.sleep(3)
+    daemon.terminate()
+    daemon.wait(timeout=30)
+    record = json.loads((state / "isolation.json").read_text())
+    assert record["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert record["active"] and 1100 < record["left"] <= 1200
+    gw.cli("restore", "--reason", "reboot drill over")
+
+
 def test_break_glass_without_a_prior_isolate_keeps_the_essential_services(
         lab: Lab, tmp_path: Path) -> None:
     fresh = Gateway(lab, tmp_path, Path("/etc/netns") / lab.ns["gw"] / "hosts")
