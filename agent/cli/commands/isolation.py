@@ -16,7 +16,6 @@ import os
 import sys
 from typing import Any
 
-from agent import isolation
 from agent.backends import killswitch
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation
@@ -163,12 +162,9 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
     _commit(start, state)
     resolution = lookup.settle(stored)  # the rest of the deadline, after the cut
     resolve.keep(start.store, config, resolution, clock.wall)
-    if resolution.addresses != first.addresses:
+    if resolution != first:  # what answered after the cut is opened (and recorded) now
         state = model.with_allow(state, resolution.allow(_addrs(config)))
         _commit(start, state)
-    elif resolution.unresolved != first.unresolved:
-        state = model.with_allow(state, resolution.allow(_addrs(config)))
-        isolation.save(start.store, state)
     event: dict[str, Any] = {
         "event": "isolate", "by": who, "reason": args.reason, "deadline": state.deadline,
         "peers": peers or None, "allow": list(state.allow), "mode": kind,
