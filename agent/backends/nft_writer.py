@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
 
+from agent import isolation
 from agent.backends.base import ApplyContext
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation, KernelView
@@ -66,30 +66,33 @@ class TableWriter:
 
     # -- reading ----------------------------------------------------------------------------
     def desired_isolation(self) -> IsolationState:
-        """The intent (isolation.json); call it under the lock when the answer is committed."""
-        return record.load(self.store)
+        """The intent for the current configuration (agent.isolation.intent: the record with
+        its deadlines on the boot's clock, the configured essentials); call it under the lock
+        when the answer is committed."""
+        return isolation.desired(self.config, self.store)
 
     def _carried_isolation(self, now: int) -> IsolationState:
         """What a full reload must carry: the intent, with the time the kernel has left on a
-        deadline when the kernel still holds it (the kernel's timeout is the truth, not the
-        wall clock, which may have jumped)."""
-        state = self.desired_isolation()
+        deadline when it holds the elements, and an isolation the kernel holds without a
+        record (break-glass.nft) kept (restore lifts it)."""
         try:
-            kernel = self.view.isolation()
+            kernel: KernelIsolation | None = self.view.isolation()
         except ApplyError:
-            return state.live(now)
-        if state.active and kernel.wan:
-            left = [s for s in kernel.wan.values() if s is not None]
-            if left and state.deadline is not None:
-                state = replace(state, deadline=now + max(1, min(left)))
-            return state
-        if not state.active and kernel.wan and not self.store.load_isolation():
-            # the kernel is isolated with no record at all: break-glass.nft was loaded by hand;
-            # a reload keeps it (restore lifts it)
-            return IsolationState(active=True, since=now, by="break-glass",
-                                  reason="break-glass.nft loaded with nft -f",
-                                  allow=state.allow, resolved=state.resolved)
-        return state.live(now)
+            kernel = None
+        return isolation.desired(self.config, self.store, kernel)
+
+    def _follow_config(self, note: str, now: int) -> str:
+        """Under the lock, after a sync's apply that left the isolation sets alone: they follow
+        the current configuration (wan_interfaces or the essentials changed while isolated)."""
+        kernel = self.view.isolation()
+        state = isolation.desired(self.config, self.store, kernel)
+        why = isolation.drift(self.config, state, kernel)
+        if why is None:
+            return note
+        log.warning("nftables: isolation re-applied: %s", why)
+        self._commit(render_isolation_script(self.fw, state, now), generation=None,
+                     blocklist=self._boot_blocklist(), isolation=state, now=now)
+        return f"{note}; isolation re-applied ({why})"
 
     # -- committing -------------------------------------------------------------------------
     def _commit(self, script: str, *, generation: int | None, blocklist: Blocklist | None,
@@ -153,7 +156,7 @@ class TableWriter:
                 if plan.empty:
                     self.store.save_nft_record(
                         {**self.store.load_nft_record(), "generation": ctx.generation})
-                    return "nftables: unchanged"
+                    return self._follow_config("nftables: unchanged", now)
                 try:
                     self._commit(render_update(self.fw, plan, blocklist),
                                  generation=ctx.generation, blocklist=blocklist,
@@ -161,8 +164,8 @@ class TableWriter:
                 except ApplyError as exc:
                     why_full = f"the incremental update was refused ({exc.what.splitlines()[0]})"
                 else:
-                    return (f"nftables: incremental update, +{plan.added} -{plan.removed} "
-                            "entries")
+                    return self._follow_config(f"nftables: incremental update, +{plan.added} "
+                                               f"-{plan.removed} entries", now)
             log.warning("nftables: full reload of table %s: %s", self.fw.table, why_full)
             self._reload(blocklist, ctx.generation, now)
             return f"nftables: full reload ({why_full})"

@@ -48,6 +48,7 @@ from agent.daemon.watch import Pending, start_watcher, stop_watcher
 from agent.errors import AgentError, StateError
 from agent.fetch import Fetcher, HttpFetcher, Response
 from agent.guards import Policy
+from agent.isolation.resolve import refresh as refresh_allow_names
 from agent.pipeline import SyncResult
 from agent.psl import default as default_psl
 from agent.state import StateStore
@@ -290,6 +291,7 @@ class Daemon:
                     return
                 facts = self.facts(config, store)
                 now = utc_now()
+                refresh_allow_names(config, store, int(now.timestamp()))
                 result = pipeline.run(
                     config, fetcher=_Stoppable(self.fetcher, self._before_get), store=store,
                     local=overrides.load(config.local_dir, now=int(now.timestamp())),
@@ -357,21 +359,21 @@ class Daemon:
                 self.metrics_error = message
 
     def _isolation_deadlines(self) -> None:
-        """A `--for` deadline that passed is recorded and the kernel re-checked (after a
-        reboot, enforced.nft restored the isolation with the timeout it had when written)."""
+        """A `--for` deadline the kernel honoured (its element timeout) is recorded once; a
+        record of another boot is re-based on this boot's clock. Never from the wall clock."""
         if self.config.firewall.backend != "nftables":
             return
-        now = isolation.now()
         stored = isolation.load(self.store)
-        if stored.live(now) == stored:
+        if not (stored.active or stored.peers):
             return
         try:
-            killswitch.reconcile(self.config, self.store, now)
+            state = killswitch.reconcile(self.config, self.store, isolation.now())
         except AgentError as exc:
-            log.error("cannot lift the isolation whose deadline passed: %s", exc)
+            log.error("cannot record the isolation whose deadline passed: %s", exc)
             return
-        self.journal.event(logging.WARNING, "isolation lifted: its --for deadline passed",
-                           ACTION="restore", BY="deadline")
+        if stored.active and not state.active:
+            self.journal.event(logging.WARNING, "isolation lifted: its --for deadline passed",
+                               ACTION="restore", BY="deadline")
 
     def _rearm_watcher(self) -> None:
         if not self.watch:

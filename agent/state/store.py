@@ -19,6 +19,8 @@ for a feed's several files.
                            a --for deadline that passed            last line at worst
     isolation.json         isolate/restore, a deadline passing     the last recorded state;
                                                                    unreadable = not isolated
+    allow-names.json       every sync and isolate (agent.isolation the addresses last resolved
+                           .resolve): isolation.allow's names      for them; missing = none
     enforced.nft           the one writer after each commit of     the whole table as last
                            the blocklist; it includes              committed: the boot unit
                            isolation.nft                           loads it with `nft -f`
@@ -74,6 +76,7 @@ STATUS = "status.json"
 APPLIED = "applied.json"
 HISTORY = "history.jsonl"
 ISOLATION = "isolation.json"
+ALLOW_NAMES = "allow-names.json"
 ENFORCED_NFT = "enforced.nft"
 ISOLATION_NFT = "isolation.nft"
 KERNEL_LOCK = "kernel.lock"
@@ -298,6 +301,14 @@ class StateStore:
 
     def save_isolation(self, data: dict[str, Any]) -> None:
         self._write_json(ISOLATION, data)
+
+    def load_allow_names(self) -> dict[str, Any]:
+        """The addresses isolation.allow's names last resolved to ({} if none or unreadable):
+        what isolate and break-glass.nft use without asking a resolver."""
+        return self._read_record(ALLOW_NAMES)
+
+    def save_allow_names(self, data: dict[str, Any]) -> None:
+        self._write_json(ALLOW_NAMES, data)
 
     def save_boot_ruleset(self, text: str) -> Path:
         """enforced.nft, loaded by blocklist-agent-boot.service before the network is up."""

@@ -17,6 +17,7 @@ from agent.errors import UsageError
 from agent.fetch import HttpFetcher
 from agent.guards import Policy
 from agent.indicators import InvalidValue
+from agent.isolation.resolve import refresh as refresh_allow_names
 from agent.isolation.status import isolation_text
 from agent.psl import default as default_psl
 from agent.state import StateStore
@@ -99,6 +100,8 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     with contextlib.nullcontext() if args.dry_run else store.lock():
         facts = lifelines.gather(config, store, save=not args.dry_run)
         now = utc_now()
+        if not args.dry_run:  # the kill switch's names, for an isolation that needs no DNS
+            refresh_allow_names(config, store, int(now.timestamp()))
         result = pipeline.run(config, fetcher=HttpFetcher(), store=store,
                               local=overrides.load(config.local_dir, now=int(now.timestamp())),
                               backends=backends, dry_run=args.dry_run, force=args.force,
@@ -184,7 +187,8 @@ def status_text(doc: dict[str, Any]) -> str:
                   ""]
     iso = doc.get("isolation")
     if iso and (iso["active"] or iso["peers"]):  # first, and in red on a terminal
-        lines += [isolation_text(iso, color=sys.stdout.isatty()), ""]
+        # (a disagreement of the kill switch is among those said just above)
+        lines += [isolation_text({**iso, "disagreement": None}, color=sys.stdout.isatty()), ""]
     # what follows quotes servers and feeds (errors, publishers): escaped, colours come only above
     return "\n".join([*lines, shown("\n".join(_status_lines(doc)), newlines=True)])
 
@@ -355,6 +359,31 @@ def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     backends_for(config)
     Policy.from_config(config, psl=default_psl())
-    out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds)},
+    warnings = interface_warnings(config)
+    if not out.json:
+        for warning in warnings:
+            out.warn(f"warning: {warning}")
+    out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds),
+              "warnings": warnings},
              lambda: "" if not out.verbose else f"{config.path}: OK")
     return EXIT_OK
+
+
+def interface_warnings(config: Config) -> list[str]:
+    """Interfaces of the configuration that do not exist now: warned, not refused (ppp links
+    come and go), because isolating through a name that does not exist cuts nothing."""
+    from agent.isolation.preflight import absent
+
+    fw = config.firewall
+    if fw.backend != "nftables":
+        return []
+    missing, error = absent([*fw.wan_interfaces, *fw.lan_interfaces])
+    if error is not None:
+        return [f"cannot list this host's interfaces to check the configured ones: {error}"]
+    out = []
+    for name in missing:
+        key = "wan_interfaces" if name in fw.wan_interfaces else "lan_interfaces"
+        cut = " (isolate refuses to run while it is missing)" if key == "wan_interfaces" else ""
+        out.append(f"firewall.{key}: interface {name} does not exist on this host now{cut}; "
+                   "ip -br link lists the interfaces")
+    return out
