@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,13 @@ from agent.backends.registry import backends_for
 from agent.config import Config
 from agent.daemon import report
 from agent.daemon import schedule as sched
+from agent.daemon.fetcher import Interrupted, Stoppable
 from agent.daemon.kernelfacts import KernelFacts, Repair
 from agent.daemon.kernelwatch import KernelWatcher, start_kernel_watch
 from agent.daemon.notify import Journal, notify, watchdog_interval
 from agent.daemon.watch import Pending, start_watcher, stop_watcher
 from agent.errors import AgentError, StateError
-from agent.fetch import Fetcher, HttpFetcher, Response
+from agent.fetch import Fetcher, HttpFetcher
 from agent.guards import Policy
 from agent.isolation.resolve import refresh as refresh_allow_names
 from agent.pipeline import SyncResult
@@ -57,32 +58,6 @@ from agent.util.timefmt import utc_now
 log = logging.getLogger(__name__)
 BUSY_RETRY = 5.0  # seconds before trying again when another command holds the state lock
 METRICS_EVERY = 60.0  # seconds: ages in the textfile move even when nothing is synced
-
-
-class Interrupted(Exception):
-    """SIGTERM arrived during a sync: stop before the next download (nothing applied yet)."""
-
-
-class _Stoppable(Fetcher):
-    """The real fetcher, asking the loop before every download (SIGTERM, watchdog ping)."""
-
-    def __init__(self, inner: Fetcher, before_get: Callable[[], None]) -> None:
-        self.inner = inner
-        self.before_get = before_get
-
-    def get(self, url: str, *, max_size: int, timeout: float, etag: str | None = None,
-            last_modified: str | None = None, ca_file: str | None = None) -> Response:
-        self.before_get()
-        return self.inner.get(url, max_size=max_size, timeout=timeout, etag=etag,
-                              last_modified=last_modified, ca_file=ca_file)
-
-    def request(self, method: str, url: str, *, headers: Mapping[str, str],
-                body: bytes | None = None, max_size: int, timeout: float,
-                ca_file: str | None = None) -> Response:
-        """API sources (MISP, TAXII) ask the loop before every page too."""
-        self.before_get()
-        return self.inner.request(method, url, headers=headers, body=body, max_size=max_size,
-                                  timeout=timeout, ca_file=ca_file)
 
 
 class Daemon:
@@ -293,7 +268,7 @@ class Daemon:
                 now = utc_now()
                 refresh_allow_names(config, store, int(now.timestamp()))
                 result = pipeline.run(
-                    config, fetcher=_Stoppable(self.fetcher, self._before_get), store=store,
+                    config, fetcher=Stoppable(self.fetcher, self._before_get), store=store,
                     local=overrides.load(config.local_dir, now=int(now.timestamp())),
                     backends=self.backends, own_addresses=self.own_addresses(), facts=facts,
                     psl=default_psl(), refresh=refresh, now=now, progress=self._progress)
