@@ -61,6 +61,9 @@ def _feed(r: ValueReader, node: Node, path: str) -> FeedConfig | None:
         "max_reject_ratio": lambda n, p: r.ratio(n, p, zero_ok=True),
         "timeout": lambda n, p: r.duration(n, p, minimum=1, maximum=3600),
         "ca_file": lambda n, p: r.file_path(n, p, optional=True),
+        # as guards.min_prefix_*, for a trusted list whose entries are wider (Spamhaus DROPv6)
+        "min_prefix_v4": lambda n, p: r.integer(n, p, 0, 32),
+        "min_prefix_v6": lambda n, p: r.integer(n, p, 0, 128),
         "trusted_keys": lambda n, p: r.each(n, p, "minisign public keys",
                                             lambda item, at: read_trusted_key(r, item, at)),
     })

@@ -43,6 +43,8 @@ class FeedConfig:
     timeout: int = 30  # seconds, per HTTP request
     mirrors: tuple[str, ...] = ()  # other URLs of the same feed, tried in order after `url`
     ca_file: str | None = None  # extra CA bundle for https (a private PKI)
+    min_prefix_v4: int | None = None  # this feed's own guards.min_prefix_v4 (None: the guards')
+    min_prefix_v6: int | None = None  # e.g. Spamhaus DROPv6 and its /29 allocations
     line: int = 0  # where the feed is defined in the config file, for messages
 
 

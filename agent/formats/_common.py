@@ -11,6 +11,7 @@ import codecs
 import json
 import re
 import socket
+import sys
 from collections.abc import Sequence
 
 from agent.errors import FormatError
@@ -118,7 +119,7 @@ def control_reject(ref: str, value: str, label: str = "value") -> Reject:
     ("http://a.exa\tmple/" would become a.example), and such a value is never a real indicator.
     """
     return Reject(ref, f"{label} contains a control or invisible character",
-                  clip(printable(value.strip())))
+                  printable(clip(value.strip())))
 
 
 def add(
@@ -135,7 +136,7 @@ def add(
         rejects.append(Reject(ref, f"missing {label}"))
         return
     if not isinstance(value, str):
-        rejects.append(Reject(ref, f"{label} is not text: {clip(repr(value))}"))
+        rejects.append(Reject(ref, f"{label} is not text: {describe(value)}"))
         return
     if not value.isascii() and _BAD_BYTE.search(value):
         rejects.append(Reject(ref, f"{label} is not valid UTF-8", clip(value)))
@@ -146,11 +147,25 @@ def add(
     if url and "://" not in value and value[:4].lower() != "hxxp":
         value = "http://" + value.strip()
     count = len(indicators)
-    try_normalize(value, ref, indicators, rejects, expires=expires, subdomains=subdomains)
+    expected = "" if kinds == ANY else f"{label} is not {_NOUNS.get(kinds, 'a supported value')}"
+    try_normalize(value, ref, indicators, rejects, expires=expires, subdomains=subdomains,
+                  expected=expected)
     if len(indicators) > count and indicators[-1].type not in kinds:
         indicators.pop()
-        noun = _NOUNS.get(kinds, "a supported value")
-        rejects.append(Reject(ref, f"{label} is not {noun}: {clip(value)}", clip(value.strip())))
+        rejects.append(Reject(ref, f"{expected}: {clip(value)}", clip(value.strip())))
+
+
+def describe(value: object) -> str:
+    """A JSON value named for a reject, never by `repr` of a container: a list nested a few
+    hundred levels deep would make `repr` recurse past Python's limit, and a long one costs its
+    whole length to print for 80 characters shown."""
+    if isinstance(value, dict):
+        return f"a JSON object of {len(value)} members"
+    if isinstance(value, list):
+        return f"a JSON list of {len(value)} items"
+    if isinstance(value, str):
+        return repr(clip(value))
+    return clip(repr(value))
 
 
 def printable(text: str) -> str:
@@ -191,8 +206,12 @@ def load_json(text: str, what: str) -> object:
     try:
         return json.loads(text)
     except RecursionError:
+        # The C reader nests one call per level and stops at Python's recursion limit (about
+        # 1000 levels: a real feed has fewer than 20), after reading only that many brackets.
+        # Nothing here walks a decoded document recursively, so that limit is the bound.
         raise FormatError(
-            f"{what} payload nests too deeply to be read", reason="format",
+            f"{what} payload nests arrays or objects too deeply to be read (more than about "
+            f"{sys.getrecursionlimit()} levels)", reason="format",
             hint="the document is not a feed; check the feed URL",
         ) from None
     except ValueError as exc:

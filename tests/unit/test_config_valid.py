@@ -134,6 +134,12 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
             url: https://example.org/list.txt
             format: plain
             signature: none
+          - name: dropv6
+            url: https://www.spamhaus.org/drop/dropv6.txt
+            format: spamhaus-drop
+            signature: none
+            min_prefix_v4: 12
+            min_prefix_v6: 29
         guards:
           min_prefix_v4: 16
           min_prefix_v6: 48
@@ -168,7 +174,7 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
     """)
     config = loads(text)
     assert hash(config)  # frozen all the way down: lists became tuples
-    cert, feodo = config.feeds
+    cert, feodo, dropv6 = config.feeds
     assert cert == FeedConfig(
         name="cert-sante",
         url="https://feeds.example.org/cert/manifest.json",
@@ -184,6 +190,8 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
     )
     assert (feodo.signature, feodo.format, feodo.trusted_keys) == ("none", "plain", ())
     assert feodo.line == line_of(text, "- name: feodo")
+    assert (feodo.min_prefix_v4, feodo.min_prefix_v6) == (None, None)  # the guards' then
+    assert (dropv6.min_prefix_v4, dropv6.min_prefix_v6) == (12, 29)
     assert config.guards == GuardConfig(
         16,
         48,
