@@ -159,7 +159,7 @@ def normalize_ip(text: str) -> tuple[str, str]:
         raise InvalidValue(f"not a valid {kind} address: {_clip(text)}") from None
     if not slash:
         return kind, socket.inet_ntop(family, packed)
-    if not _ALL_DIGITS.fullmatch(length) or int(length) > bits:
+    if len(length) > 3 or not _ALL_DIGITS.fullmatch(length) or int(length) > bits:
         raise InvalidValue(f"bad prefix length in {_clip(text)}")
     plen = int(length)
     if plen == bits:
@@ -288,26 +288,30 @@ def normalize(text: str, *, ref: str = "", expires: int | None = None) -> Indica
 
 def try_normalize(
     text: str, ref: str, indicators: list[Indicator], rejects: list[Reject],
-    *, expires: int | None = None, subdomains: bool = False, expected: str = "",
+    *, expires: int | None = None, subdomains: bool = False,
 ) -> None:
-    """Append the normalized value or a reject: the loop body shared by every format parser.
-
-    `expected` ("domain value is not a domain name") starts the reason for a value that is no
-    attempt at an address, prefix, name or URL; without it the reason says the format does not
-    know such a value.
-    """
+    """Append the normalized value or a reject: the loop body shared by every format parser."""
     try:
         ind = normalize(text, ref=ref, expires=expires)
     except InvalidValue as exc:
         token = text.strip()
-        rejects.append(Reject(ref, _format_reason(token, exc, expected), _clip(token)))
+        rejects.append(Reject(ref, _format_reason(token, exc), _clip(token)))
         return
     if subdomains and ind.type == DOMAIN and not ind.subdomains:
         ind = ind._replace(subdomains=True)
     indicators.append(ind)
 
 
-def _format_reason(token: str, exc: InvalidValue, expected: str) -> str:
+def result(indicators: Iterable[Indicator], rejects: Iterable[Reject]) -> ParseResult:
+    return ParseResult(tuple(indicators), tuple(rejects))
+
+
+# The start of the reason for a value in a syntax the format does not have; a parser reading a
+# typed column (`formats._common.add`) replaces it by what the column holds.
+UNKNOWN = "not a value this format knows"
+
+
+def _format_reason(token: str, exc: InvalidValue) -> str:
     """The reject reason for a feed value: the normalizer's, unless the value is not even an
     attempt at an address, prefix, name or URL ("md5:...", "||x^", "local-zone: ..."), which the
     normalizer would report as a bad IPv6 address or a bad name: then it says so."""
@@ -316,7 +320,7 @@ def _format_reason(token: str, exc: InvalidValue, expected: str) -> str:
     colon = token.find(":")
     hex_group = _HEX_GROUP.match(token)
     if _FOREIGN.search(token) or (colon >= 0 and hex_group and hex_group.end() != colon):
-        return f"{expected or 'not a value this format knows'}: {_clip(token)}"
+        return f"{UNKNOWN}: {_clip(token)}"
     return str(exc)
 
 
@@ -326,7 +330,3 @@ def owner_octets(name: str, zone: str, *, wildcard: bool = False) -> int:
     zone = zone.strip(".")
     octets = len(name) + 2 + (len(zone) + 1 if zone else 0)
     return octets + 2 if wildcard else octets
-
-
-def result(indicators: Iterable[Indicator], rejects: Iterable[Reject]) -> ParseResult:
-    return ParseResult(tuple(indicators), tuple(rejects))

@@ -29,6 +29,8 @@ HOSTS_SKIP = frozenset({
     "ip6-localhost", "ip6-loopback", "ip6-localnet", "ip6-mcastprefix", "ip6-allnodes",
     "ip6-allrouters", "ip6-allhosts",
 })
+# Work per line is bounded: hosts files hold one to a few names a line (Windows reads 9).
+MAX_HOSTS_NAMES = 256
 # The sinks a hosts line starts with; a plain list line starting with one is a hosts line.
 _SINKS = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1", "0:0:0:0:0:0:0:0", "0:0:0:0:0:0:0:1"})
 
@@ -63,7 +65,7 @@ def parse_plain(text: str) -> ParseResult:
         if "#" in value or ";" in value:
             value = strip_comment(value)
         if " " in value or "\t" in value:
-            line, (value, rest) = value, first_column(value)
+            line, value = value, first_column(value)
             if value in _SINKS:
                 reason = "a hosts file line (a sink address, then names): set format: hosts"
                 rejects.append(Reject(str(number), reason, clip(line)))
@@ -79,22 +81,21 @@ def parse_plain(text: str) -> ParseResult:
     return finish(indicators, rejects, early)
 
 
-def first_column(text: str) -> tuple[str, str]:
-    """(first column, the rest) of a stripped line whose columns are separated by spaces or tabs.
+def first_column(text: str) -> str:
+    """The first column of a stripped line whose columns are separated by spaces or tabs.
 
     Not `str.split()`, which also splits at no-break spaces and other Unicode separators: a value
     holding one is to be rejected, not cut into a shorter value that means something else.
     """
     space, tab = text.find(" "), text.find("\t")
-    cut = space if tab < 0 or 0 <= space < tab else tab
-    return text[:cut], text[cut + 1:].lstrip(" \t")
+    return text[: space if tab < 0 or 0 <= space < tab else tab]
 
 
 def blank_fields(text: str) -> list[str]:
     """The fields of a line separated by spaces and tabs only (see `first_column`)."""
-    if "\t" in text:
-        text = text.replace("\t", " ")
-    return [field for field in text.split(" ") if field]
+    if text.isascii() and text.replace("\t", " ").isprintable():
+        return text.split()  # nothing but spaces and tabs for it to split at: the C fast path
+    return [field for field in text.replace("\t", " ").split(" ") if field]
 
 
 def _is_bare(text: str) -> bool:
@@ -126,6 +127,11 @@ def parse_hosts(text: str) -> ParseResult:
         if len(fields) < 2:
             rejects.append(Reject(str(number), "hosts line needs an address and a name",
                                   line.strip()))
+            continue
+        if len(fields) > MAX_HOSTS_NAMES + 1:
+            reason = (f"hosts line with {len(fields) - 1} names, more than {MAX_HOSTS_NAMES}: "
+                      "not a hosts file line")
+            rejects.append(Reject(str(number), reason, clip(line.strip())))
             continue
         names = [name for name in fields[1:] if not is_own_name(name)]
         if not names:

@@ -11,9 +11,10 @@ QNAME triggers give names, `rpz-ip` triggers give addresses; the nameserver and 
 (`rpz-nsdname`, `rpz-nsip`, `rpz-client-ip`) mean something else entirely and are skipped,
 never read as addresses to block.
 
-Linear time whatever the input: quoted strings and escapes are skipped by regexes that cannot
-backtrack (possessive quantifiers, one pass from a known position), never by a search that
-restarts at every quote.
+Linear time whatever the input: escapes are neutralized by plain replaces and quoted strings
+skipped by regexes that cannot backtrack (possessive quantifiers, matched from the start of the
+line), never by a search that restarts at every quote; a record's type is looked for in the
+three tokens after its owner only.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ _CLASSES = frozenset({"IN", "CH", "HS", "CS", "ANY"})
 _NOT_POLICY = frozenset({"SOA", "NS", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "DS",
                          "CDS", "CDNSKEY", "ZONEMD", "DNAME"})
 _TARGETS = {"rpz-drop": DROP, "rpz-passthru": PASSTHRU, "rpz-tcp-only": None}
-_SYNTAX = re.compile(r'["\\;]')  # what ends plain text in a master-file line
-_STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"')  # after an opening quote, to its close
+# Once escapes are neutralized (`code_of`): the code part of a line is plain text and closed
+# strings up to a `;` comment or an unclosed `"`. Matched at the line's start, greedy, with
+# nothing after it that could fail, so nothing is ever retried. (No possessive quantifier on the
+# group: Python 3.11's mis-matches a possessive repeat of an alternation.)
+_CODE = re.compile(r'(?:[^";]+|"[^"]*")*')
+_STRING = re.compile(r'"[^"]*+"')
 
 
 def parse_rpz(text: str) -> ParseResult:
@@ -54,29 +59,20 @@ def parse_rpz(text: str) -> ParseResult:
 
 def code_of(line: str) -> tuple[str, bool]:
     """(the line without its comment, each quoted string reduced to `""`; False if a string is
-    left open). An escape (`\\;`, `\\"`, `\\(`) outside a string keeps its character but loses its
-    meaning as syntax."""
+    left open). An escape (`\\;`, `\\"`, `\\(`) keeps its character but loses its meaning as
+    syntax: escapes are neutralized first (an escaped backslash, then the escaped syntax
+    characters, each by one C-speed replace), after which a string is just `"` to `"`."""
     if '"' not in line and "\\" not in line:
         return line.partition(";")[0], True
-    out: list[str] = []
-    at = 0
-    while (found := _SYNTAX.search(line, at)) is not None:
-        start, char = found.start(), found.group()
-        out.append(line[at:start])
-        if char == ";":
-            return "".join(out), True
-        if char == "\\":
-            escaped = line[start + 1: start + 2]
-            out.append("\\" + ("_" if escaped in '();"' else escaped))
-            at = start + 2
-            continue
-        rest = _STRING_REST.match(line, start + 1)
-        if rest is None:
-            return "".join(out), False
-        out.append('""')
-        at = rest.end()
-    out.append(line[at:])
-    return "".join(out), True
+    if "\\" in line:
+        line = line.replace("\\\\", "\\_")
+        for char in '"();':
+            line = line.replace("\\" + char, "\\_")
+    code = _CODE.match(line)
+    end = code.end() if code else 0
+    if end < len(line) and line[end] == '"':
+        return line[:end], False
+    return _STRING.sub('""', line[:end]), True
 
 
 def cname_action(target: str, owner: str) -> str | None:
@@ -155,8 +151,8 @@ class _Zone:
             owner, at = tokens[0], 1
             self.owner = owner
         rtype = ""
-        while at < len(tokens):  # TTL and class come first, in either order
-            word = tokens[at].upper()
+        for word in tokens[at: at + 3]:  # a TTL and a class may come first, in either order
+            word = word.upper()
             at += 1
             if not (word[0].isdigit() or word in _CLASSES):
                 rtype = word

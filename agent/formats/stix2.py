@@ -36,14 +36,15 @@ _PATHS: dict[str, tuple[Kinds, bool]] = {
     "network-traffic:dst_ref.value": (ANY, False),
 }
 
-# Matched only at the current position and never backtracking (possessive quantifiers, a quoted
-# body unrolled as "plain run, then escape + plain run"): a token costs its length, and a pattern
-# of a megabyte of quotes and backslashes is read in one pass.
+# Matched only at the current position (a token that cannot be read ends the pattern), with a
+# quoted body unrolled as "plain run, then escape + plain run" (a run is possessive: nothing in
+# it is ever given back; no group is possessive, which Python 3.11 mis-matches): a token costs
+# its length, and a pattern of a megabyte of quotes and backslashes is read in one pass.
 _TOKEN = re.compile(
-    r"""(?P<space>\s++)
-      | (?P<string>(?P<prefix>[thb]?)'(?P<body>[^'\\]*+(?:\\.[^'\\]*+)*+)')
+    r"""(?P<space>\s+)
+      | (?P<string>(?P<prefix>[thb]?)'(?P<body>[^'\\]*+(?:\\.[^'\\]*+)*)')
       | (?P<path>[A-Za-z0-9][A-Za-z0-9_-]*+:
-                 (?:[A-Za-z0-9_]++|'[^'\\]*+(?:\\.[^'\\]*+)*+'|\.|\[(?:\*|\d++)\])++)
+                 (?:[A-Za-z0-9_]++|'[^'\\]*+(?:\\.[^'\\]*+)*'|\.|\[(?:\*|\d++)\])+)
       | (?P<op>!=|<>|<=|>=|=|<|>)
       | (?P<punct>[][(),])
       | (?P<word>[A-Za-z_][A-Za-z0-9_]*+)
@@ -51,6 +52,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _UNESCAPE = re.compile(r"\\(.)")
+# Work per object is bounded: a real pattern names one to a few hundred observables (an indicator
+# each, as MISP and OpenCTI export them); 128 KiB is a few thousand comparisons.
+MAX_PATTERN = 128 * 1024
 _OPERATOR_WORDS = frozenset({"LIKE", "MATCHES", "IN", "ISSUBSET", "ISSUPERSET"})
 
 
@@ -163,6 +167,10 @@ def _indicator(
     pattern = obj.get("pattern")
     if not isinstance(pattern, str):
         rejects.append(Reject(ref, "indicator has no pattern"))
+        return
+    if len(pattern) > MAX_PATTERN:
+        reason = f"STIX pattern of {len(pattern)} characters, more than {MAX_PATTERN} (128 KiB)"
+        rejects.append(Reject(ref, reason, clip(pattern)))
         return
     try:
         comparisons = equalities(pattern)
