@@ -69,6 +69,21 @@ def stix_bundle(pattern: str) -> str:
             f'"id": "indicator--1", "pattern_type": "stix", "pattern": "{pattern}"}}]}}')
 
 
+def csv_cases(head: str) -> dict[str, Maker]:
+    """The hostile rows of a CSV format, under its header line."""
+    def quoted(size: int) -> bytes:
+        return fill('""', size, head=head + '"', tail='"\n')
+
+    def columns(size: int) -> bytes:
+        return fill(",", size, head=head)
+
+    def unclosed(size: int) -> bytes:
+        return fill("a", size, head=head + '"')
+
+    return {"quoted field of escaped quotes": quoted, "many columns": columns,
+            "unclosed quote": unclosed}
+
+
 ADVERSARIAL: dict[str, dict[str, Maker]] = {
     "plain": {
         "long label": lambda s: fill("a", s),
@@ -94,12 +109,7 @@ ADVERSARIAL: dict[str, dict[str, Maker]] = {
         "long number": lambda s: fill("1", s, head='{"cidr": '),
         "many members": lambda s: fill('"a": 1, ', s, head="{", tail='"cidr": "1.2.3.0/24"}\n'),
     },
-    **{fmt: {
-        "quoted field of escaped quotes": lambda s, h=head: fill('""', s, head=h + '"',
-                                                                 tail='"\n'),
-        "many columns": lambda s, h=head: fill(",", s, head=h),
-        "unclosed quote": lambda s, h=head: fill("a", s, head=h + '"'),
-    } for fmt, head in ABUSECH.items()},
+    **{fmt: csv_cases(head) for fmt, head in ABUSECH.items()},
     "misp-json": {
         "deep nesting": lambda s: fill("[", s),
         "deep nesting, closed": lambda s: fill("[", s // 2) + fill("]", s // 2),

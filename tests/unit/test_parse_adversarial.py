@@ -63,4 +63,4 @@ def test_time_grows_linearly(fmt: str, head: str, unit: str, tail: str) -> None:
     t_small, t_large = best(small, fmt), best(large, fmt)
     # 4x the input: linear is ~4x; quadratic would be ~16x. Slack for a busy machine and tiny
     # absolute times.
-    assert t_large < 8 * t_small + 0.02, (t_small, t_large)
+    assert t_large < 8 * t_small + 0.05, (t_small, t_large)
