@@ -29,6 +29,9 @@ from agent.netrange import aggregate as aggregate  # the kill switch's allowlist
 # Appended, never reordered: applied.json and the DNS fingerprints are read by these names.
 SET_NAMES = ("v4", "v4_nets", "v6", "v6_nets", "names", "wild", "allow_names", "allow_wild",
              "allow_ips", "below", "pass_names", "pass_below", "drop", "nodata")
+# The sets whose entries block (counted, and compared by max_change); the others allow,
+# exempt, or choose the action of names counted already.
+ENFORCING = ("v4", "v4_nets", "v6", "v6_nets", "names", "wild", "below")
 
 
 class Blocklist(NamedTuple):
@@ -56,8 +59,7 @@ class Blocklist(NamedTuple):
     def total(self) -> int:
         """Enforced entries (allow and exception entries are not counted: they block nothing;
         drop and nodata only qualify names counted already)."""
-        return len(self.v4) + len(self.v4_nets) + len(self.v6) + len(self.v6_nets) + len(
-            self.names) + len(self.wild) + len(self.below)
+        return sum(len(getattr(self, name)) for name in ENFORCING)
 
     def to_json(self) -> dict[str, list[str]]:
         return {name: sorted(values) for name, values in zip(SET_NAMES, self, strict=True)}

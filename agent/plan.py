@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from agent.merge import SET_NAMES, Blocklist
+from agent.merge import ENFORCING, SET_NAMES, Blocklist
 
-ENFORCING = ("v4", "v4_nets", "v6", "v6_nets", "names", "wild")
 # Below this many enforced entries the ratio means little (one local allow that splits a /24
 # into seven prefixes is "57 %" of a list of twelve): like octoDNS, small sets are not held.
 MIN_ENTRIES_FOR_HOLD = 10
