@@ -92,7 +92,7 @@ def _plain_names(values: Iterable[str], longest: int) -> list[str]:
     names = checked(values, "name")
     blob = "\n" + "\n".join(names)
     special = ".rpz-" in blob or "\nrpz-" in blob
-    if not special and all(len(n) <= longest for n in names):
+    if not special and max(map(len, names), default=0) <= longest:
         return names
     kept = [n for n in names if len(n) <= longest and not (special and _RPZ_SPECIAL.search(n))]
     if len(kept) != len(names):
