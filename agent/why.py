@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import overrides
-from agent.guards import Policy
+from agent.guards import PREFIX_TOO_SHORT, Policy
 from agent.indicators import DOMAIN, IPV4, Indicator, normalize
 from agent.merge import Blocklist
 from agent.netrange import covers
@@ -129,7 +129,11 @@ def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None
                                 "ref": o.where, "reason": o.reason, "by": o.author})
     if policy is not None:
         bad = policy.check_one(target)
-        if bad is not None and all(g["detail"] != bad.detail for g in ans.guard):
+        # enforced from a feed despite the guards' minimum: that feed has its own min_prefix_v*
+        overridden = bad is not None and bad.reason == PREFIX_TOO_SHORT and ans.blocked and any(
+            "serial" in s for s in ans.sources)
+        if bad is not None and not overridden and all(g["detail"] != bad.detail
+                                                      for g in ans.guard):
             ans.guard.append({"feed": "(guards)", "reason": bad.reason, "detail": bad.detail})
     return ans
 

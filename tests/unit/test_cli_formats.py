@@ -11,11 +11,13 @@ import pytest
 
 from agent.config import loads
 from agent.errors import ConfigError
+from lab.httpserver import HttpServer
 
 if TYPE_CHECKING:
     from tests.conftest import CliResult
 
 Cli = Callable[..., "CliResult"]
+DATA = Path(__file__).resolve().parents[1] / "data" / "formats"
 
 
 def test_keygen_into_a_missing_directory_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
@@ -65,3 +67,26 @@ def test_feed_min_prefix_keys_are_validated_like_the_guards(line: str, message: 
     with pytest.raises(ConfigError) as caught:
         loads(FEED + line)
     assert message in str(caught.value)
+
+
+def test_sync_applies_a_feeds_own_min_prefix_and_refuses_names_too_long(
+    cli: Cli, publish: Callable[..., object], write_config: Callable[..., Path],
+    server: HttpServer,
+) -> None:
+    too_long = ".".join(["a" * 63] * 3) + "." + "b" * 48 + ".example"  # 240 characters
+    drop = (DATA / "spamhaus-dropv6-29.txt").read_text()
+    publish("dropv6", drop, fmt="spamhaus-drop")
+    publish("names", f"ok.example\n{too_long}\n")
+    write_config({"name": "dropv6", "url": server.url("/dropv6/manifest.json"),
+                  "min_prefix_v6": 29},
+                 {"name": "names", "url": server.url("/names/manifest.json")},
+                 guards={"max_change": 1.0})
+    result = cli("sync", "--json")
+    assert result.code == 0, result
+    dropv6, names = result.json["feeds"]
+    assert dropv6["accepted"] == 4 and dropv6["guard_rejects"] == {}
+    assert names["accepted"] == 1 and names["guard_rejects"] == {"name-too-long": 1}
+    why = cli("why", too_long, "--json").json
+    assert why["blocked"] is False and why["guard"][0]["reason"] == "name-too-long"
+    wide = cli("why", "2a06:5280::/29", "--json").json
+    assert wide["blocked"] is True and wide["guard"] == []  # the feed's own minimum applies
