@@ -162,6 +162,11 @@ def test_why_names_the_feeds_exception(agent: Agent) -> None:
     below = json.loads(agent.cli("why", "login.phish.example", "--json").stdout)
     assert below["blocked"] is True and below["enforced"] == [
         {"set": "below", "entry": "*.phish.example"}], below
+    if agent.kind != "knot-resolver":  # kresd serves no zone to ask for the trigger
+        for name, rdata in (("evil.example", "CNAME rpz-drop."), ("new-evil.example", "CNAME *.")):
+            doc = json.loads(agent.cli("why", name, "--json").stdout)
+            assert doc["enforced_now"] is True, doc["resolver"]
+            assert doc["resolver"]["trigger"]["rdata"] == rdata, doc["resolver"]
 
 
 def test_another_feed_keeps_the_excepted_name_blocked(agent: Agent) -> None:
