@@ -1,5 +1,5 @@
 # blocklist-agent: developer entry points. Every target installs what it needs first.
-.PHONY: deps check lint test example demo bench deb clean
+.PHONY: deps check lint test unit example demo bench deb clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -10,6 +10,10 @@ lint: deps
 
 test: deps
 	.venv/bin/python -m pytest -q
+
+# The pure unit tests alone (no root, no namespaces): about a minute.
+unit: deps
+	.venv/bin/python -m pytest -q -m "not lab and not system"
 
 # The README's test command (CI runs it through .ci/run): install, lint, type-check, test.
 check: lint test

@@ -28,7 +28,7 @@ from agent import overrides
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config, FeedConfig
 from agent.errors import AgentError, FetchError
-from agent.fetch import Fetcher
+from agent.fetch import Fetcher, sources
 from agent.formats.policy import parse_payloads
 from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
@@ -162,7 +162,7 @@ def process_feed(
     if refresh:
         started = time.perf_counter()
         try:
-            data = source.fetch(feed, fetcher, cached, now)
+            data = sources.fetch(feed, fetcher, cached, now)
         except AgentError as exc:
             error = exc
         clock.add("fetch_verify", started)
@@ -186,7 +186,7 @@ def process_feed(
             return FeedOutcome(feed.name, "failed", None, error=error)
         started = time.perf_counter()
         try:
-            cached_data = source.load_cached(feed, cached)
+            cached_data = sources.load_cached(feed, cached)
             parsed = parse_payloads(feed, cached_data, with_index=False)
         except AgentError as exc:
             log.error("feed %s: the last good copy is unusable: %s", feed.name, exc)
@@ -252,8 +252,12 @@ def run(
 
     say("merging")
     started = time.perf_counter()
-    blocklist = merge([*(o.indicators for o in outcomes), local_deny.accepted],
-                      allow=[o.indicator for o in local.allow])
+    # `role: allow` feeds are known-good lists: their entries are allowed like local allows
+    allow_feeds = {feed.name for feed in config.feeds if feed.role == "allow"}
+    blocklist = merge([*(o.indicators for o in outcomes if o.name not in allow_feeds),
+                       local_deny.accepted],
+                      allow=[*(o.indicator for o in local.allow),
+                             *(i for o in outcomes if o.name in allow_feeds for i in o.indicators)])
     clock.add("merge", started)
 
     started = time.perf_counter()

@@ -8,7 +8,7 @@ about a second, which keeps the sync itself free of per-value bookkeeping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +92,9 @@ def _name_verdict(bl: Blocklist, name: str) -> Iterator[dict[str, str]]:
         idx = name.find(".", idx + 1)
 
 
-def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None) -> Answer:
+def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None,
+            allow_feeds: Collection[str] = ()) -> Answer:
+    """`allow_feeds`: the feeds with `role: allow`, whose entries allow rather than block."""
     target = normalize(value)
     ans = Answer(target.value if not target.subdomains else f"*.{target.value}", target.type)
     applied = store.load_applied()
@@ -114,7 +116,7 @@ def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None
                 if flag.startswith("!"):  # the feed's exception to its own blocks
                     ans.allowed_by.append({"exception": name, **found})
                 else:
-                    ans.sources.append(found)
+                    (ans.allowed_by if name in allow_feeds else ans.sources).append(found)
         for line in cached.reject_lines():
             entry, reason, detail = _fields(line)
             if entry == target.value:

@@ -28,8 +28,8 @@ the directory. A route is a `Reply`, a function `Request -> Reply`, or bytes ser
     server.route("/list.txt", b"192.0.2.1\\n")
     server.route("/dyn", lambda request: Reply(body=request.query.encode()))
 
-Every request received is recorded in `server.requests` (method, path, query, headers) so tests
-can assert what the client sent, e.g. If-None-Match.
+Every request received is recorded in `server.requests` (method, path, query, headers, and the
+body of a POST) so tests can assert what the client sent, e.g. If-None-Match.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ class Request:
     path: str  # percent-decoded, without the query string
     query: str
     headers: Mapping[str, str]  # names lowercased
+    body: bytes = b""  # what a POST sent (Content-Length bytes)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -483,16 +484,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._serve(head=True)
 
+    def do_POST(self) -> None:
+        self._serve(head=False)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log is `HttpServer.requests`
 
     def _serve(self, *, head: bool) -> None:
         split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
         request = Request(
             method=self.command,
             path=unquote(split.path),
             query=split.query,
             headers={name.lower(): value for name, value in self.headers.items()},
+            body=self.rfile.read(length) if length > 0 else b"",
         )
         owner = self.server.owner
         owner._record(request)

@@ -196,8 +196,8 @@ def write_config(
     """write_config(*feeds, **top_level) -> Path of tmp_path/agent.yaml.
 
     Feeds are dicts of agent.yaml feed settings ({"name": ..., "url": ...}); a signed feed
-    without trusted_keys trusts `keypair`. state_dir is tmp_path/state, local_dir
-    tmp_path/local.d; backends are `none`. Top-level keyword
+    without trusted_keys trusts `keypair` (an API source, `source: misp` etc., gets no keys).
+    state_dir is tmp_path/state, local_dir tmp_path/local.d; backends are `none`. Top-level keyword
     arguments replace or (for dict sections) update the defaults, e.g. guards={"max_change": 0.3}.
     The file also becomes the default configuration of `cli` (BLOCKLIST_AGENT_CONFIG).
     """
@@ -214,7 +214,8 @@ def write_config(
         for entry in feeds:
             entry = dict(entry)
             entry.setdefault("timeout", "5s")
-            if entry.get("signature", "minisign") != "none":
+            signed = entry.get("source", "signed") == "signed"
+            if signed and entry.get("signature", "minisign") != "none":
                 entry.setdefault("trusted_keys", [keypair[0].to_text()])
             doc["feeds"].append(entry)
         for key, value in overrides.items():

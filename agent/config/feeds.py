@@ -14,6 +14,7 @@ from yaml.nodes import Node
 from agent.config.keys import read_trusted_key
 from agent.config.model import FEED_FORMATS, MIN_REFRESH, NAME_RE, SIGNATURES, FeedConfig
 from agent.config.nodes import given, node_line
+from agent.config.sources import check_source_url, read_source
 from agent.config.values import ValueReader, pattern
 
 _FEED_KEYS = tuple(f.name for f in fields(FeedConfig) if f.name != "line")
@@ -67,8 +68,12 @@ def _feed(r: ValueReader, node: Node, path: str) -> FeedConfig | None:
         "trusted_keys": lambda n, p: r.each(n, p, "minisign public keys",
                                             lambda item, at: read_trusted_key(r, item, at)),
     })
+    source_kw, source = read_source(r, node, m, path, kw.get("signature"))
+    kw |= source_kw
     # An invalid `signature:` was reported already: None skips the checks that depend on it.
     signature: str | None = kw["signature"] if "signature" in m else "minisign"
+    if source not in ("signed", None):
+        signature = "none"
     kw |= r.settings(m, path, {
         "url": lambda n, p: _feed_url(r, n, p, signature),
         "mirrors": lambda n, p: r.each(n, p, "URLs",
@@ -76,7 +81,10 @@ def _feed(r: ValueReader, node: Node, path: str) -> FeedConfig | None:
     })
     # No `trusted_keys:` at all counts as none; an invalid list (None) was reported already.
     keys = kw["trusted_keys"] if "trusted_keys" in m else ()
-    _check_signature(r, node, m, path, signature, keys)
+    if source == "signed":
+        _check_signature(r, node, m, path, signature, keys)
+    elif source is not None:
+        check_source_url(r, m, path, source, kw.get("url"))
     return given(FeedConfig, kw, name="", url="", line=node_line(node))
 
 

@@ -17,9 +17,13 @@ DEFAULT_LOCAL_DIR = "/etc/blocklist-agent/local.d"
 
 FEED_FORMATS = (
     "manifest", "auto", "plain", "hosts", "spamhaus-drop", "spamhaus-json", "feodo-csv",
-    "threatfox-csv", "urlhaus-csv", "misp-csv", "misp-json", "stix2", "rpz",
+    "threatfox-csv", "urlhaus-csv", "misp-csv", "misp-json", "stix2", "rpz", "misp-warninglist",
 )
 SIGNATURES = ("minisign", "none")
+# Where a feed comes from: a signed feed directory or list (as always), or a sharing platform's
+# API that is trusted through https and a credential instead of a signature.
+SOURCES = ("signed", "misp", "misp-feed", "taxii")
+ROLES = ("block", "allow")
 FIREWALL_BACKENDS = ("nftables", "none")
 DNS_BACKENDS = ("unbound", "bind", "knot-resolver", "dnsupdate", "none")
 DNS_ACTIONS = ("nxdomain", "nodata", "drop", "redirect:<address or name>")
@@ -27,6 +31,24 @@ MIN_REFRESH = 60
 
 # Feed and peer names end up in file names and are typed on the command line.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+@dataclass(frozen=True)
+class MispFilters:
+    """`filters:` of a `source: misp` feed: what MISP's /attributes/restSearch is asked for.
+
+    Sent as MISP's own parameters (to_ids, published, tags, last, enforceWarninglist, limit,
+    excludeDecayed) so that an operator can check them against the MISP documentation.
+    """
+
+    # ask MISP for attributes flagged for detection only (the agent never blocks another one)
+    to_ids: bool = True
+    published: bool | None = None  # None: published and unpublished events
+    tags: tuple[str, ...] = ()  # any of these tags (MISP's OR); "!tag" excludes
+    last: int | None = None  # seconds: events published within this window
+    warninglists: bool = False  # enforceWarninglist: MISP drops values on its warninglists
+    exclude_decayed: bool = False  # excludeDecayed: MISP drops attributes its decay models aged
+    limit: int = 1000  # attributes per page
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,12 @@ class FeedConfig:
     ca_file: str | None = None  # extra CA bundle for https (a private PKI)
     min_prefix_v4: int | None = None  # this feed's own guards.min_prefix_v4 (None: the guards')
     min_prefix_v6: int | None = None  # e.g. Spamhaus DROPv6 and its /29 allocations
+    source: str = "signed"  # "signed" | "misp" | "misp-feed" | "taxii"
+    # the credential of an API source (MISP key, TAXII "user:password" or token): only its path
+    # is kept here, so the secret never sits in a value that is logged, compared or printed
+    auth_file: str | None = None
+    filters: MispFilters | None = None  # source: misp only
+    role: str = "block"  # "block" | "allow": the entries are never blocked by any feed
     line: int = 0  # where the feed is defined in the config file, for messages
 
 

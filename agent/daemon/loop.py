@@ -25,7 +25,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,14 @@ class _Stoppable(Fetcher):
         self.before_get()
         return self.inner.get(url, max_size=max_size, timeout=timeout, etag=etag,
                               last_modified=last_modified, ca_file=ca_file)
+
+    def request(self, method: str, url: str, *, headers: Mapping[str, str],
+                body: bytes | None = None, max_size: int, timeout: float,
+                ca_file: str | None = None) -> Response:
+        """API sources (MISP, TAXII) ask the loop before every page too."""
+        self.before_get()
+        return self.inner.request(method, url, headers=headers, body=body, max_size=max_size,
+                                  timeout=timeout, ca_file=ca_file)
 
 
 class Daemon:

@@ -16,7 +16,10 @@ Tests replace the whole `Fetcher`; `lab/httpserver.py` provides real servers for
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from agent.errors import FetchError
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Response:
     data: bytes = field(repr=False)  # can be hundreds of MiB: keep it out of log lines
     etag: str | None
     last_modified: str | None
+    # response headers, names lowercased: the API sources read their paging headers here
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class Fetcher(ABC):
@@ -52,3 +57,24 @@ class Fetcher(ABC):
         bounds the bytes returned (after any Content-Encoding is decoded). `ca_file` replaces the
         system CA store for https (a private PKI).
         """
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        max_size: int,
+        timeout: float,
+        ca_file: str | None = None,
+    ) -> Response:
+        """One API call (MISP, TAXII): `method` with `headers` and `body`, status 200 or a
+        FetchError. Redirects are refused, not followed: the request carries a credential, and an
+        API that redirects is sending the agent to a login page or to another host.
+
+        Not abstract, so that a test's in-memory Fetcher without API feeds needs no change.
+        """
+        raise FetchError(f"{type(self).__name__} cannot send API requests", where=url,
+                         reason="unsupported-scheme",
+                         hint="this fetcher serves signed feeds only")

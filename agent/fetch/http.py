@@ -9,6 +9,7 @@ docstrings of `deadline` and `body`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -52,20 +53,8 @@ class HttpFetcher(Fetcher):
         scheme = scheme_of(url)
         if scheme == "file":
             return read_file(url, max_size)
-        if ca_file is not None and not os.path.isfile(ca_file):
-            raise FetchError(
-                f"the CA file {ca_file} does not exist or is not a file",
-                hint="fix ca_file for this feed: it must be a PEM file with the CA certificate(s) "
-                "that signed the feed server's certificate",
-                where=redact(url),
-                reason="tls",
-            )
-        headers = {
-            "User-Agent": self.user_agent,
-            "Accept": "*/*",
-            # Only gzip: it is the one encoding decoded with a bounded output (agent.fetch.body).
-            "Accept-Encoding": "gzip",
-        }
+        _check_ca_file(ca_file, url)
+        headers = self._headers({"Accept": "*/*"})
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
@@ -96,14 +85,7 @@ class HttpFetcher(Fetcher):
                         )
                     if status != 200:
                         raise failure.http(status, response.reason or "")
-                    data = read_body(response, max_size, deadline, failure)
-                    return Response(
-                        url=current,
-                        status=200,
-                        data=data,
-                        etag=response.headers.get("ETag"),
-                        last_modified=response.headers.get("Last-Modified"),
-                    )
+                    return _complete(response, current, max_size, deadline, failure)
                 finally:
                     response.close()
             raise failure.error(
@@ -113,6 +95,73 @@ class HttpFetcher(Fetcher):
                 "redirect-loop",
             )
 
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        max_size: int,
+        timeout: float,
+        ca_file: str | None = None,
+    ) -> Response:
+        if scheme_of(url) == "file":
+            raise FetchError("an API request cannot go to a file:// URL", where=url,
+                             reason="unsupported-scheme", hint="use the server's https:// URL")
+        _check_ca_file(ca_file, url)
+        with Deadline(timeout) as deadline, requests.Session() as session:
+            adapter = WatchedAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            failure = HopErrors(url, url, timeout, deadline, ca_file)
+            response = _send(session, url, self._headers(headers), ca_file, deadline, failure,
+                             method=method, body=body)
+            try:
+                if response.status_code in _REDIRECT_CODES:
+                    target = response.headers.get("Location", "(no Location)")
+                    raise failure.error(
+                        f"the server redirected the request to {redact(target)}",
+                        "API requests are not redirected (they carry the credential): use the "
+                        "final URL in the configuration; a redirect to a login page means the "
+                        "server did not take the credential",
+                        "redirect-invalid",
+                    )
+                if response.status_code != 200:
+                    raise failure.http(response.status_code, response.reason or "")
+                return _complete(response, url, max_size, deadline, failure)
+            finally:
+                response.close()
+
+    def _headers(self, extra: Mapping[str, str]) -> dict[str, str]:
+        # Only gzip: it is the one encoding decoded with a bounded output (agent.fetch.body).
+        return {"User-Agent": self.user_agent, "Accept-Encoding": "gzip", **extra}
+
+
+def _check_ca_file(ca_file: str | None, url: str) -> None:
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise FetchError(
+            f"the CA file {ca_file} does not exist or is not a file",
+            hint="fix ca_file for this feed: it must be a PEM file with the CA certificate(s) "
+            "that signed the feed server's certificate",
+            where=redact(url),
+            reason="tls",
+        )
+
+
+def _complete(response: requests.Response, url: str, max_size: int, deadline: Deadline,
+              failure: HopErrors) -> Response:
+    """The 200 response with its body read under the caps."""
+    data = read_body(response, max_size, deadline, failure)
+    return Response(
+        url=url,
+        status=200,
+        data=data,
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+        headers={name.lower(): value for name, value in response.headers.items()},
+    )
+
 
 def _send(
     session: requests.Session,
@@ -121,15 +170,21 @@ def _send(
     ca_file: str | None,
     deadline: Deadline,
     failure: HopErrors,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
 ) -> requests.Response:
-    """One GET without redirects, returning once the headers are in (the body is streamed)."""
+    """One request without redirects, returning once the headers are in (the body is
+    streamed)."""
     remaining = deadline.remaining()
     if remaining <= 0:
         raise failure.timed_out()
     try:
-        return session.get(
+        return session.request(
+            method,
             url,
             headers=headers,
+            data=body,
             stream=True,
             allow_redirects=False,
             timeout=(remaining, remaining),

@@ -17,10 +17,12 @@ from agent.formats._common import decode
 from agent.formats._sniff import sniff
 from agent.formats.abusech import parse_feodo, parse_threatfox, parse_urlhaus
 from agent.formats.misp import parse_misp_csv, parse_misp_json
+from agent.formats.misp_attributes import parse_misp_attributes
 from agent.formats.plain import parse_hosts, parse_plain
 from agent.formats.rpz import parse_rpz
 from agent.formats.spamhaus import parse_drop, parse_drop_json
 from agent.formats.stix2 import parse_stix2
+from agent.formats.warninglist import parse_warninglist
 from agent.indicators import ParseResult
 
 PARSERS: dict[str, Callable[[str], ParseResult]] = {
@@ -35,8 +37,13 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
     "misp-json": parse_misp_json,
     "stix2": parse_stix2,
     "rpz": parse_rpz,
+    "misp-warninglist": parse_warninglist,
+    # MISP's API and feed-directory JSON with provenance; produced by `source: misp` and
+    # `source: misp-feed` (agent.fetch), not a `format:` of the configuration
+    "misp-attributes": parse_misp_attributes,
 }
-FORMAT_NAMES: tuple[str, ...] = tuple(PARSERS)
+# what `format:` and `parse --format` accept; misp-attributes is the API sources' own
+FORMAT_NAMES: tuple[str, ...] = tuple(name for name in PARSERS if name != "misp-attributes")
 
 __all__ = ["FORMAT_NAMES", "parse", "sniff"]
 

@@ -23,6 +23,8 @@ _SCAN_LINES = 200
 _ZONE_TYPES = frozenset({"CNAME", "SOA", "NS", "A", "AAAA"})
 _STIX = re.compile(r'"type"\s*:\s*"bundle"|"bundle--|"spec_version"\s*:\s*"2|"pattern_type"\s*:')
 _MISP = re.compile(r'"(?:Event|Attribute|response)"\s*:')
+_WARNINGLIST = (re.compile(r'"list"\s*:\s*\['),
+                re.compile(r'"type"\s*:\s*"(?:cidr|hostname|string|substring|regex)"'))
 _CSV_HEADERS = (
     ("feodo-csv", FEODO_HEADER),
     ("threatfox-csv", THREATFOX_HEADER),
@@ -50,6 +52,8 @@ def _sniff_json(head: str, first_line: str) -> str:
         record = None
     if isinstance(record, dict) and ("cidr" in record or record.get("type") == "metadata"):
         return "spamhaus-json"
+    if all(pattern.search(head) for pattern in _WARNINGLIST):
+        return "misp-warninglist"
     if _STIX.search(head):
         return "stix2"
     if _MISP.search(head):

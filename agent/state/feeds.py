@@ -35,6 +35,10 @@ class FeedRecord:
     etag: str | None = None
     last_modified: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # file name -> format ("" for metadata)
+    # where an API source (MISP, TAXII) left off: the next pull asks only for what changed since
+    # (MISP timestamp, TAXII added_after, each MISP feed event's timestamp). It is written with
+    # the copy it describes, so the two can never disagree.
+    cursor: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeedRecord:

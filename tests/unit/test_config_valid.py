@@ -82,10 +82,15 @@ def test_example_commented_settings_are_valid_too(tmp_path: Path) -> None:
         match = re.fullmatch(rf"(\s*)# ((- |  )?({keys}): .*)", line)
         out.append(match.group(1) + match.group(2) if match else line)
     text = "\n".join(out).replace("/etc/blocklist-agent/keys/cert-sante.pub", "keys/cert-sante.pub")
+    for secret in ("cert-sante.key", "vendor-cti.auth"):  # credential files: root's, 0600
+        (tmp_path / secret).write_text("secret\n")
+        (tmp_path / secret).chmod(0o600)
+        text = text.replace(f"/etc/blocklist-agent/{secret}", str(tmp_path / secret))
     path = tmp_path / "agent.yaml"
     path.write_text(text)
     config = load(path)
-    assert [feed.name for feed in config.feeds] == ["example", "cert-sante", "feodo"]
+    assert [feed.name for feed in config.feeds] == [
+        "example", "cert-sante", "cert-sante-misp", "vendor-cti", "known-good", "feodo"]
     cert = config.feed("cert-sante")
     assert cert is not None and cert.trusted_keys == (PUBLISHER_KEY,)
     assert cert.mirrors == ("https://mirror.example.net/cert-sante/manifest.json",)
@@ -134,6 +139,12 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
             url: https://example.org/list.txt
             format: plain
             signature: none
+            role: allow
+          - name: misp
+            source: misp
+            url: https://misp.example.org
+            auth_file: {tmp_path / "misp.key"}
+            filters: {{tags: [tlp:green]}}
           - name: dropv6
             url: https://www.spamhaus.org/drop/dropv6.txt
             format: spamhaus-drop
@@ -172,9 +183,11 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
             ch-voisin: [203.0.113.0/24]
             clinique-2: [198.51.100.0/25, "2001:db8:2::/48"]
     """)
+    (tmp_path / "misp.key").write_text("secret\n")
+    (tmp_path / "misp.key").chmod(0o600)
     config = loads(text)
     assert hash(config)  # frozen all the way down: lists became tuples
-    cert, feodo, dropv6 = config.feeds
+    cert, feodo, _misp, dropv6 = config.feeds
     assert cert == FeedConfig(
         name="cert-sante",
         url="https://feeds.example.org/cert/manifest.json",

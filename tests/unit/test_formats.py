@@ -55,13 +55,14 @@ SAMPLES = {
     "misp-event.json": "misp-json",
     "stix2-bundle.json": "stix2",
     "rpz.zone": "rpz",
+    "misp-warninglist.json": "misp-warninglist",
 }
 
 
 def test_format_names_are_the_agreed_ones() -> None:
     assert FORMAT_NAMES == (
         "plain", "hosts", "spamhaus-drop", "spamhaus-json", "feodo-csv", "threatfox-csv",
-        "urlhaus-csv", "misp-csv", "misp-json", "stix2", "rpz",
+        "urlhaus-csv", "misp-csv", "misp-json", "stix2", "rpz", "misp-warninglist",
     )
 
 

@@ -246,7 +246,8 @@ def cmd_why(args: argparse.Namespace, out: Output) -> int:
     store = StateStore(config.state_dir)
     policy = Policy.from_config(config, psl=default_psl())
     try:
-        answer = explain(args.value, store, config.local_dir, policy)
+        allow_feeds = {f.name for f in config.feeds if f.role == "allow"}
+        answer = explain(args.value, store, config.local_dir, policy, allow_feeds)
     except InvalidValue as exc:
         raise UsageError(f"{args.value!r}: {exc}",
                          hint="give an address, a prefix or a domain name") from None
@@ -311,6 +312,9 @@ def why_text(a: dict[str, Any]) -> str:
         serial = f" serial {s['serial']}" if s.get("serial") is not None else ""
         lines.append(f"  listed by {s['feed']}{serial}: {s['entry']} ({s['ref']})")
     for o in a["allowed_by"]:
+        if "feed" in o:  # a `role: allow` feed
+            lines.append(f"  allowed by feed {o['feed']}: {o['entry']} ({o['ref']})")
+            continue
         lines.append(f"  allowed by {o['where']}: {o['value']} ({o['reason'] or 'no reason'}, "
                      f"by {o['by'] or '?'})")
     for g in a["guard"]:
