@@ -116,6 +116,22 @@ ADVERSARIAL: dict[str, dict[str, Maker]] = {
         "escaped quotes in a value": lambda s: misp_event('\\"' * (s // 2)).encode(),
         "long value": lambda s: misp_event("http://" + "a" * s).encode(),
     },
+    "misp-attributes": {
+        "deep nesting": lambda s: fill("[", s),
+        "deep values": lambda s: (b'{"response": {"Attribute": [' + b",".join(
+            [b'{"type": "ip-dst", "uuid": "u", "value": ' + b"[" * 500 + b"1" + b"]" * 500
+             + b"}"] * (s // 1100)) + b"]}}"),
+        "escaped quotes in a value": lambda s: (
+            '{"response": {"Attribute": [{"type": "url", "uuid": "u", "value": "'
+            + '\\"' * (s // 2) + '"}]}}').encode(),
+    },
+    "misp-warninglist": {
+        "deep nesting": lambda s: fill("[", s),
+        "deep entries": lambda s: (b'{"name": "x", "type": "string", "list": [' + b",".join(
+            [b"[" * 500 + b"1" + b"]" * 500] * (s // 1001)) + b"]}"),
+        "long entry": lambda s: ('{"name": "x", "type": "hostname", "list": ["'
+                                 + "a." * (s // 2) + 'x"]}').encode(),
+    },
     "stix2": {
         "deep nesting": lambda s: fill("{\"a\":", s),
         "escaped quotes in a pattern": lambda s: stix_bundle(
@@ -168,6 +184,12 @@ BENIGN: dict[str, Maker] = {
         {"type": "indicator", "id": f"indicator--{n}", "pattern_type": "stix",
          "pattern": f"[ipv4-addr:value = '{ip(n)}']"} for n in range(s // 110)]}).encode(),
     "rpz": lambda s: lines(lambda n: f"c2-{n}.example{n % 91}.com CNAME .", s, ZONE),
+    "misp-attributes": lambda s: json.dumps({"response": {"Attribute": [
+        {"uuid": f"a{n}", "type": "ip-dst", "to_ids": True, "value": ip(n),
+         "Event": {"id": "1", "uuid": "e1", "info": "x"}}
+        for n in range(s // 140)]}}).encode(),
+    "misp-warninglist": lambda s: json.dumps({"name": "cdn", "type": "cidr", "list": [
+        f"{ip(n)}/32" for n in range(s // 20)]}).encode(),
     "auto": lambda s: lines(lambda n: ip(n), s),
 }
 

@@ -33,7 +33,7 @@ def test_every_parser_reads_a_hostile_megabyte_in_under_a_second() -> None:
     assert isinstance(parsers, dict)
     assert set(parsers) >= {"plain", "hosts", "spamhaus-drop", "spamhaus-json", "feodo-csv",
                             "threatfox-csv", "urlhaus-csv", "misp-csv", "misp-json", "stix2",
-                            "rpz", "auto", "manifest"}
+                            "rpz", "misp-attributes", "misp-warninglist", "auto", "manifest"}
 
 
 def best(data: bytes, fmt: str) -> float:
