@@ -18,7 +18,7 @@ from agent.formats._common import (
     split_lines,
     strip_comment,
 )
-from agent.indicators import Indicator, ParseResult, Reject, try_normalize
+from agent.indicators import UNKNOWN, Indicator, ParseResult, Reject, try_normalize
 
 _VISIBLE = bytes(range(0x21, 0x7F))  # "!" to "~": what a bare line may hold
 # Entries every hosts file carries for the machine itself (Debian's, Red Hat's, macOS's and the
@@ -64,6 +64,7 @@ def parse_plain(text: str) -> ParseResult:
             continue
         if "#" in value or ";" in value:
             value = strip_comment(value)
+        line = ""
         if " " in value or "\t" in value:
             line, value = value, first_column(value)
             if value in _SINKS:
@@ -71,11 +72,14 @@ def parse_plain(text: str) -> ParseResult:
                 rejects.append(Reject(str(number), reason, clip(line)))
                 continue
             if "." not in value and ":" not in value:  # a word: prose, not a value and columns
-                reason = f"not a value this format knows: {clip(line)}"
-                rejects.append(Reject(str(number), reason, clip(line)))
+                rejects.append(Reject(str(number), f"{UNKNOWN}: {clip(line)}", clip(line)))
                 continue
         if value.isprintable():
+            refused = len(rejects)
             try_normalize(value, str(number), indicators, rejects)
+            if line and len(rejects) > refused and rejects[-1].reason.startswith(UNKNOWN):
+                # a syntax of its own ('local-zone: "x" always_nxdomain'): quote the line whole
+                rejects[-1] = Reject(str(number), f"{UNKNOWN}: {clip(line)}", clip(line))
         else:
             rejects.append(control_reject(str(number), value))
     return finish(indicators, rejects, early)

@@ -73,7 +73,7 @@ def test_plain_lines_that_are_not_a_value_and_columns(line: str, reason: str) ->
     ("line", "reason"),
     [
         ('local-zone: "evil.example" always_nxdomain',
-         "not a value this format knows: local-zone:"),
+         'not a value this format knows: local-zone: "evil.example" always_nxdomain'),
         ("md5:d41d8cd98f00b204e9800998ecf8427e",
          "not a value this format knows: md5:d41d8cd98f00b204e9800998ecf8427e"),
         ("||ads.example^", "not a value this format knows: ||ads.example^"),
