@@ -7,6 +7,8 @@ Every error says what failed, the value and where it came from, and what to do n
 
 from __future__ import annotations
 
+from agent.util.escape import shown
+
 
 class AgentError(Exception):
     """Base of every error the agent reports to an operator."""
@@ -15,6 +17,10 @@ class AgentError(Exception):
     default_reason = "error"
 
     def __init__(self, what: str, *, hint: str = "", where: str = "", reason: str = "") -> None:
+        # Parts of a message may come from a server or a feed: no control character of theirs
+        # reaches a terminal or a log (agent/util/escape.py); the agent's own line breaks stay.
+        what, hint, where = (shown(what, newlines=True), shown(hint, newlines=True),
+                             shown(where))
         super().__init__(what)
         self.what = what
         self.hint = hint

@@ -49,8 +49,9 @@ PUBLIC_SUFFIX = "public-suffix"
 EXPIRED = "expired"
 RESERVED_NAME = "reserved-name"
 NAME_TOO_LONG = "name-too-long"
+LIFELINE = "lifeline"
 REASONS = (PREFIX_TOO_SHORT, SPECIAL_RANGE, PROTECTED, OWN_ADDRESS, PUBLIC_SUFFIX, EXPIRED,
-           RESERVED_NAME, NAME_TOO_LONG)
+           RESERVED_NAME, LIFELINE, NAME_TOO_LONG)
 
 # IANA special-purpose registries (RFC 6890 and successors): never a sensible block target, and
 # blocking them could cut the hospital's own networks. `guards.allow_special` lifts a range.
@@ -138,7 +139,10 @@ class Policy:
     special: dict[str, _Ranges]
     protected: dict[str, _Ranges]
     own: dict[str, _Ranges]
-    any_range: dict[str, _Ranges]  # the union of the three: one bisect for the common case
+    lifeline: dict[str, _Ranges]
+    any_range: dict[str, _Ranges]  # the union of the four: one bisect for the common case
+    lifeline_names: dict[str, str]  # name -> what it is (a feed server, an NTP server, ...)
+    lifeline_ancestors: frozenset[str]
     protected_names: frozenset[str]
     protected_suffixes: tuple[str, ...]
     protected_ancestors: frozenset[str]
@@ -155,10 +159,14 @@ class Policy:
         protected: Iterable[str] = (),
         allow_special: Sequence[str] = (),
         own_addresses: Iterable[str] = (),
+        lifelines: Iterable[tuple[str, str]] = (),
+        protected_addresses: Iterable[tuple[str, str]] = (),
         psl: PublicSuffixes,
         now: int | None = None,
         zone: str = "rpz.blocklist-agent.",
     ) -> Policy:
+        """`lifelines` and `protected_addresses` are (address or name, what it is) pairs found
+        at the edge (agent/lifelines.py); the second only holds addresses."""
         nets: dict[str, list[tuple[str, str]]] = {IPV4: [], IPV6: []}
         names: set[str] = set()
         for entry in protected:
@@ -171,6 +179,19 @@ class Policy:
         for addr in own_addresses:
             kind = IPV6 if ":" in addr else IPV4
             own[kind].append((addr, addr))
+        for addr, what in protected_addresses:
+            nets[IPV6 if ":" in addr else IPV4].append((addr, f"{addr}, {what}"))
+        life: dict[str, list[tuple[str, str]]] = {IPV4: [], IPV6: []}
+        life_names: dict[str, str] = {}
+        for value, what in lifelines:
+            try:
+                ind = normalize(value)
+            except InvalidValue:
+                continue
+            if ind.type == DOMAIN:
+                life_names.setdefault(ind.value, what)
+            else:
+                life[ind.type].append((ind.value, f"{ind.value}, {what}"))
         v4, v6 = AF_INET, AF_INET6
         special4 = _lift(SPECIAL_V4, allow_special, v4)
         special6 = _lift(SPECIAL_V6, allow_special, v6)
@@ -182,10 +203,13 @@ class Policy:
             special={IPV4: _Ranges(v4, special4), IPV6: _Ranges(v6, special6)},
             protected={IPV4: _Ranges(v4, nets[IPV4]), IPV6: _Ranges(v6, nets[IPV6])},
             own={IPV4: _Ranges(v4, own[IPV4]), IPV6: _Ranges(v6, own[IPV6])},
+            lifeline={IPV4: _Ranges(v4, life[IPV4]), IPV6: _Ranges(v6, life[IPV6])},
             any_range={
-                IPV4: _Ranges(v4, [*special4, *nets[IPV4], *own[IPV4]]),
-                IPV6: _Ranges(v6, [*special6, *nets[IPV6], *own[IPV6]]),
+                IPV4: _Ranges(v4, [*special4, *nets[IPV4], *own[IPV4], *life[IPV4]]),
+                IPV6: _Ranges(v6, [*special6, *nets[IPV6], *own[IPV6], *life[IPV6]]),
             },
+            lifeline_names=life_names,
+            lifeline_ancestors=_ancestors(life_names),
             protected_names=frozenset(names),
             protected_suffixes=tuple("." + n for n in sorted(names)),
             protected_ancestors=_ancestors(names),
@@ -201,6 +225,8 @@ class Policy:
         *,
         own_addresses: Iterable[str] = (),
         extra_protected: Iterable[str] = (),
+        lifelines: Iterable[tuple[str, str]] = (),
+        protected_addresses: Iterable[tuple[str, str]] = (),
         psl: PublicSuffixes,
         now: int | None = None,
     ) -> Policy:
@@ -214,7 +240,8 @@ class Policy:
                      *extra_protected]
         return cls.build(
             min_prefix_v4=g.min_prefix_v4, min_prefix_v6=g.min_prefix_v6, protected=protected,
-            allow_special=g.allow_special, own_addresses=own_addresses, psl=psl, now=now,
+            allow_special=g.allow_special, own_addresses=own_addresses, lifelines=lifelines,
+            protected_addresses=protected_addresses, psl=psl, now=now,
             zone=config.dns.zone,
         )
 
@@ -248,6 +275,13 @@ class Policy:
         if ind.subdomains and name in self.protected_ancestors:
             covered = sorted(p for p in self.protected_names if p.endswith("." + name))
             return GuardReject(ind, PROTECTED, f"*.{name} would cover protected {covered[0]}")
+        if name in self.lifeline_names:
+            return GuardReject(ind, LIFELINE, f"{name} is a lifeline of this gateway: "
+                               f"{self.lifeline_names[name]}")
+        if ind.subdomains and name in self.lifeline_ancestors:
+            covered = sorted(n for n in self.lifeline_names if n.endswith("." + name))
+            return GuardReject(ind, LIFELINE, f"*.{name} would cover {covered[0]}, a lifeline "
+                               f"of this gateway: {self.lifeline_names[covered[0]]}")
         bad = self._check_zone(ind)
         if bad is not None:
             return bad
@@ -286,6 +320,7 @@ class Policy:
         for ranges, reason, what in (
             (self.protected[ind.type], PROTECTED, "protected network"),
             (self.own[ind.type], OWN_ADDRESS, "address of this gateway"),
+            (self.lifeline[ind.type], LIFELINE, "lifeline of this gateway"),
             (self.special[ind.type], SPECIAL_RANGE, "special-purpose range"),
         ):
             if ranges.touches(first, last):

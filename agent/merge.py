@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 from agent.indicators import DOMAIN, DROP, IPV4, IPV6, NODATA, Indicator
 from agent.merge_scope import ACTION_RANK as _RANK
-from agent.merge_scope import Blocks, covering_parent, scoped_blocks
+from agent.merge_scope import Blocks, scoped_blocks
+from agent.merge_scope import covering_parent as covering_parent  # plan, why and tests use it
 from agent.netrange import AF_INET, AF_INET6, SpanSet, join, spans, subtract, to_cidrs
 from agent.netrange import aggregate as aggregate  # the kill switch's allowlist uses it too
 
@@ -160,6 +161,29 @@ def _addresses(addrs: set[str], nets: set[str], allowed: list[str], family: int
     covering = SpanSet(family, join(sorted([*blocked, *holes])))
     kept = covering.outside(addrs) if covering and addrs else addrs
     return frozenset(kept | carved), frozenset(c for c in cidrs if "/" in c)
+
+
+def name_trigger(bl: Blocklist, name: str) -> tuple[str, str] | None:
+    """The blocking record RPZ applies to `name`, as a resolver picks it: (set, owner name) for
+    an exact owner in names or wild, else for the longest wildcard (wild or below); None when
+    nothing blocks it or the record picked is a passthru (a local allow, a feed's exception)."""
+    if name in bl.names:
+        return "names", name
+    if name in bl.wild:
+        return "wild", name
+    if name in bl.allow_names or name in bl.pass_names:
+        return None
+    idx = name.find(".")
+    while idx >= 0:
+        parent = name[idx + 1:]
+        if parent in bl.allow_wild or parent in bl.pass_below:
+            return None
+        if parent in bl.wild:
+            return "wild", parent
+        if parent in bl.below:
+            return "below", parent
+        idx = name.find(".", idx + 1)
+    return None
 
 
 def _parent_in(name: str, groups: Iterable[set[str] | frozenset[str]]) -> bool:

@@ -92,6 +92,21 @@ def subtract(kept: list[Span], holes: list[Span]) -> list[Span]:
     return out
 
 
+def intersect(a: list[Span], b: list[Span]) -> list[Span]:
+    """The spans in both `a` and `b` (each sorted and joined, as `spans` returns them)."""
+    out: list[Span] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        first, last = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if first <= last:
+            out.append((first, last))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
 def to_cidrs(ordered: Iterable[Span], family: int) -> list[str]:
     """The fewest prefixes exactly covering each span (host prefixes written as addresses)."""
     width = _BITS[family]

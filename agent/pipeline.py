@@ -27,13 +27,15 @@ from typing import Any
 from agent import overrides
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config, FeedConfig
+from agent.coverage import contributors
 from agent.errors import AgentError, FetchError
 from agent.fetch import Fetcher, sources
 from agent.formats.policy import parse_payloads
 from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
+from agent.lifelines import Facts
 from agent.merge import Blocklist, merge
-from agent.plan import Plan, make_plan
+from agent.plan import Plan, allowed_only, deescalation, make_plan
 from agent.psl import PublicSuffixList
 from agent.psl import default as public_suffixes
 from agent.render.nft_blocklist import render_table
@@ -103,6 +105,7 @@ class SyncResult:
     rendered: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what each backend did
     timings: dict[str, float] = field(default_factory=dict)
+    deescalated: Plan | None = None  # the removals applied at once while the plan is held
 
     @property
     def ok(self) -> bool:
@@ -129,6 +132,7 @@ class SyncResult:
             },
             "enforced": self.blocklist.counts(),
             "plan": self.plan.summary(),
+            "deescalated": self.deescalated.summary() if self.deescalated else None,
             "rendered": self.rendered,
             "applied_notes": self.notes,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
@@ -201,7 +205,7 @@ def process_feed(
     return FeedOutcome(
         name=feed.name, status=outcome_status, record=record, indicators=guard.accepted,
         parsed=total, parse_rejects=len(rejects), reject_samples=tuple(rejects[:SAMPLE]),
-        guard=guard, error=error, stale=record is not None and source.expired(record, now),
+        guard=guard, error=error, stale=record is not None and source.expired(record, now, feed),
         data=data, index=index, refreshed=refresh,
     )
 
@@ -217,6 +221,7 @@ def run(
     force: bool = False,
     render_to: Path | None = None,
     own_addresses: Sequence[str] = (),
+    facts: Facts | None = None,
     psl: PublicSuffixList | None = None,
     refresh: Collection[str] | None = None,
     now: datetime | None = None,
@@ -226,13 +231,16 @@ def run(
 
     `local` are the overrides read from local_dir (overrides.load, at the same `now`);
     `refresh` names the feeds to download (None: every feed), the others are merged from their
-    last good copy; `psl` is the public-suffix list (None: the guards load the default one).
+    last good copy; `psl` is the public-suffix list (None: the guards load the default one);
+    `facts` are the lifelines and protected names' addresses found at the edge (lifelines.gather).
     """
     now = now or utc_now()
     say = progress or (lambda _msg: None)
     clock = _Clock()
     started_all = time.perf_counter()
-    policy = Policy.from_config(config, own_addresses=own_addresses,
+    facts = facts or Facts()
+    policy = Policy.from_config(config, own_addresses=own_addresses, lifelines=facts.lifelines,
+                                protected_addresses=facts.protected,
                                 psl=psl if psl is not None else public_suffixes(),
                                 now=int(now.timestamp()))
 
@@ -245,7 +253,12 @@ def run(
                                      with_index=not dry_run, refresh=due))
 
     started = time.perf_counter()
-    local_deny = policy.check(o.indicator for o in local.deny)
+    # a local deny is the operator naming a value: it may block a lifeline (a compromised feed
+    # server), which no feed can; every other guard applies to it as to a feed
+    deny_policy = Policy.from_config(config, own_addresses=own_addresses,
+                                     protected_addresses=facts.protected, psl=policy.psl,
+                                     now=policy.now)
+    local_deny = deny_policy.check(o.indicator for o in local.deny)
     for bad in local_deny.rejected:
         log.warning("local deny %s ignored: %s", bad.indicator.value, bad.detail)
     clock.add("guards", started)
@@ -265,8 +278,13 @@ def run(
     # An empty enforcement (every feed failed on the first attempts) protects nothing: the first
     # real data is a first sync, not a 100 % change held for --force.
     baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
-    plan = make_plan(baseline, blocklist,
-                     max_change=config.guards.max_change, force=force)
+    plan = make_plan(baseline, blocklist, max_change=config.guards.max_change, force=force,
+                     max_address_share=config.guards.max_address_share)
+    if plan.share_over and not force:
+        named = [*((o.name, o.indicators) for o in outcomes if o.name not in allow_feeds),
+                 ("local deny", local_deny.accepted)]
+        plan = plan._replace(contributors=tuple(
+            contributors(named, plan.share, config.guards.max_address_share)))
     meta = previous[1] if previous else {}
     clock.add("plan", started)
 
@@ -303,11 +321,44 @@ def run(
             clock.add("record", started)
     elif plan.held:
         log.warning("plan held: %s", plan.held)
+        if not dry_run and baseline is not None:
+            _deescalate(result, config, store, backends, baseline, meta, rpz_serial, now, say)
 
     result.timings = dict(clock.timings, total=time.perf_counter() - started_all)
     if not dry_run:
         store.record_sync(result.to_dict(), when=now, refreshed=refresh)
     return result
+
+
+def _deescalate(result: SyncResult, config: Config, store: StateStore,
+                backends: Sequence[Backend], baseline: Blocklist, meta: dict[str, Any],
+                rpz_serial: int, now: datetime, say: Callable[[str], None]) -> None:
+    """Apply the part of a held plan that only unblocks (docs/design.md §5): allows are never
+    held. The feeds' new data is not recorded (what they add is still held); the applied record
+    is, so that the next plan starts from what the kernel and the resolver hold."""
+    partial = deescalation(baseline, result.blocklist)
+    step = make_plan(baseline, partial, max_change=config.guards.max_change)
+    if step.held:  # the removals alone are over max_change (an emptied feed): only the allows
+        partial = deescalation(baseline, allowed_only(
+            baseline, [o.indicator for o in result.overrides.allow]))
+        step = make_plan(baseline, partial, max_change=1.0)
+    if step.empty:
+        return
+    ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial,
+                       generation=int(meta.get("generation", 0)) + 1)
+    try:
+        for backend in backends:
+            say(f"applying the removals of the held plan to {backend.name}")
+            result.notes.append(backend.apply(step, partial, ctx))
+    except AgentError as exc:
+        log.error("apply of the removals failed: %s", exc)
+        result.error = exc
+        return
+    feeds = {o.name: o.record.serial for o in result.feeds if o.record is not None}
+    store.save_applied(partial, {**meta, "rpz_serial": rpz_serial, "generation": ctx.generation,
+                                 "applied_at": int(now.timestamp()), "feeds": feeds})
+    result.deescalated = step
+    log.warning("plan held, its removals applied at once: -%d entries", step.removed)
 
 
 def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Blocklist,

@@ -15,7 +15,7 @@ from typing import Any
 from agent import overrides
 from agent.guards import PREFIX_TOO_SHORT, Policy
 from agent.indicators import DOMAIN, IPV4, Indicator, normalize
-from agent.merge import Blocklist
+from agent.merge import Blocklist, name_trigger
 from agent.netrange import covers
 from agent.state import StateStore
 
@@ -69,27 +69,16 @@ def _enforced(bl: Blocklist, target: Indicator) -> Iterator[dict[str, str]]:
 
 
 def _name_verdict(bl: Blocklist, name: str) -> Iterator[dict[str, str]]:
-    """The record RPZ applies to `name`, as the resolver picks it: an exact owner first, else the
-    longest wildcard; a passthru (local allow, a feed's exception) picked so blocks nothing."""
-    action = "drop" if name in bl.drop else "nodata" if name in bl.nodata else ""
-    for group, label, entry in ((bl.names, "names", name), (bl.wild, "wild", f"*.{name}")):
-        if name in group:
-            yield {"set": label, "entry": entry, **({"action": action} if action else {})}
-    if name in bl.names or name in bl.wild or name in bl.allow_names or name in bl.pass_names:
+    """The record RPZ applies to `name` (`merge.name_trigger`), with the action a feed gave."""
+    found = name_trigger(bl, name)
+    if found is None:
         return
-    idx = name.find(".")
-    while idx >= 0:
-        parent = name[idx + 1:]
-        if parent in bl.allow_wild or parent in bl.pass_below:
-            return
-        for group, label in ((bl.wild, "wild"), (bl.below, "below")):
-            if parent in group:
-                action = ("drop" if parent in bl.drop else "nodata" if parent in bl.nodata
-                          else "")
-                yield {"set": label, "entry": f"*.{parent}",
-                       **({"action": action} if action else {})}
-                return
-        idx = name.find(".", idx + 1)
+    group, owner = found
+    action = "drop" if owner in bl.drop else "nodata" if owner in bl.nodata else ""
+    entry = owner if group == "names" else f"*.{owner}"
+    if group == "wild" and owner == name:
+        entry = f"*.{name}"
+    yield {"set": group, "entry": entry, **({"action": action} if action else {})}
 
 
 def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None,

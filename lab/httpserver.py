@@ -116,6 +116,7 @@ class Reply:
     header_interval: seconds between single bytes of the status line and headers (a server
       trickling its headers, which no per-read timeout catches).
     interval: seconds to wait before each body piece (a trickling body).
+    reason: the reason phrase of the status line, as a hostile server may write it.
     """
 
     status: int = 200
@@ -126,6 +127,7 @@ class Reply:
     delay: float = 0.0
     header_interval: float = 0.0
     interval: float = 0.0
+    reason: str | None = None  # the status line's phrase (None: the standard one)
 
     @staticmethod
     def redirect(location: str, status: int = 302) -> Reply:
@@ -517,7 +519,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = reply.body
         no_body = head or reply.status in (204, 304) or 100 <= reply.status < 200
         names = {name.lower() for name in reply.headers}
-        lines = [f"HTTP/1.1 {reply.status} {_phrase(reply.status)}"]
+        phrase = _phrase(reply.status) if reply.reason is None else reply.reason
+        lines = [f"HTTP/1.1 {reply.status} {phrase}"]
         lines += [f"{name}: {value}" for name, value in reply.headers.items()]
         if "date" not in names:
             lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")

@@ -68,6 +68,14 @@ def duration_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def feed_name_arg(text: str) -> str:
+    """A feed name as the configuration spells it (agent/config/model.py NAME_RE)."""
+    if not config_mod.model.NAME_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a feed name: 1 to 63 of a-z, 0-9 and '-', not starting with '-'")
+    return text
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -76,4 +84,4 @@ def now_ts() -> int:
 
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "ConfigError", "Output", "UsageError",
-           "duration_arg", "load_config", "now_ts", "operator"]
+           "duration_arg", "feed_name_arg", "load_config", "now_ts", "operator"]

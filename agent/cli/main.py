@@ -19,8 +19,9 @@ from pathlib import Path
 
 from agent import __version__
 from agent import config as config_mod
-from agent.cli.common import Output, duration_arg
+from agent.cli.common import Output, duration_arg, feed_name_arg
 from agent.errors import AgentError
+from agent.util.escape import protect_handlers
 
 EPILOG = """exit codes: 0 success, 1 failure (feed refused, plan held, apply failed),
 2 usage or configuration error. See blocklist-agent(8)."""
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publisher name shown to subscribers (default: from the key id)")
     p.add_argument("--format", default="auto", metavar="F",
                    help="payload format recorded in the manifest (default auto)")
+    p.add_argument("--feed", type=feed_name_arg, metavar="NAME",
+                   help="the feed's name, written into the manifest: subscribers whose feed has "
+                        "another name refuse it (protects feeds signed by one key from each other)")
     p.add_argument("--password-file", metavar="FILE",
                    help="password of an encrypted secret key")
 
@@ -158,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, key, value)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.CRITICAL
     logging.basicConfig(level=level, format="blocklist-agent: %(levelname)s: %(message)s")
+    protect_handlers(logging.getLogger())
     out = Output(args.json, args.verbose, args.quiet)
     try:
         module, _, name = args.func.partition(":")

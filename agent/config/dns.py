@@ -27,7 +27,7 @@ def read_dns(r: ValueReader, node: Node) -> DnsConfig | None:
         "action": lambda n, p: _action(r, n, p),
         "control": lambda n, p: _command(r, n, p),
         "server": lambda n, p: _server(r, n, p),
-        "tsig_key_file": lambda n, p: r.file_path(n, p, optional=True),
+        "tsig_key_file": lambda n, p: r.trusted_file(n, p, optional=True),
         "ttl": lambda n, p: r.duration(n, p, maximum=_MAX_TTL),
         "check": lambda n, p: _command(r, n, p),
         "resolver": lambda n, p: _server(r, n, p),

@@ -61,7 +61,9 @@ def _feed(r: ValueReader, node: Node, path: str) -> FeedConfig | None:
         "subdomains": r.boolean,
         "max_reject_ratio": lambda n, p: r.ratio(n, p, zero_ok=True),
         "timeout": lambda n, p: r.duration(n, p, minimum=1, maximum=3600),
-        "ca_file": lambda n, p: r.file_path(n, p, optional=True),
+        "ca_file": lambda n, p: r.trusted_file(n, p, optional=True),
+        "max_age": lambda n, p: r.duration(n, p, minimum=MIN_REFRESH),
+        "max_indicators": lambda n, p: r.integer(n, p, 1, 100_000_000),
         # as guards.min_prefix_*, for a trusted list whose entries are wider (Spamhaus DROPv6)
         "min_prefix_v4": lambda n, p: r.integer(n, p, 0, 32),
         "min_prefix_v6": lambda n, p: r.integer(n, p, 0, 128),
@@ -85,6 +87,12 @@ def _feed(r: ValueReader, node: Node, path: str) -> FeedConfig | None:
         _check_signature(r, node, m, path, signature, keys)
     elif source is not None:
         check_source_url(r, m, path, source, kw.get("url"))
+    fmt = kw["format"] if "format" in m else "manifest"
+    if "max_age" in m and (source not in ("signed", None) or fmt == "manifest"
+                           or signature == "none"):
+        r.report(m["max_age"], f"{path}.max_age", "only a signed single list has a max_age",
+                 hint="a manifest carries its own 'expires' (set by the publisher); an unsigned "
+                 "list or an API source has no signed time to measure its age by. Remove max_age")
     return given(FeedConfig, kw, name="", url="", line=node_line(node))
 
 

@@ -22,4 +22,7 @@ def read_guards(r: ValueReader, node: Node) -> GuardConfig | None:
             n, p, "addresses, networks and names",
             lambda item, at: r.address_or_name(item, at, wildcard=True)),
         "allow_special": lambda n, p: r.each(n, p, "networks", r.address),
+        "max_address_share": lambda n, p: r.ratio(n, p, zero_ok=False),
+        "lifeline_except": lambda n, p: r.each(
+            n, p, "addresses, networks and names", r.address_or_name),
     }))

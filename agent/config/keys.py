@@ -15,6 +15,7 @@ import re
 
 from yaml.nodes import Node
 
+from agent.config.perms import STRICT_HINT, strict_problem
 from agent.config.values import ValueReader
 
 KEY_HINT = ("write the publisher's minisign public key (the line starting with RW, without the "
@@ -62,6 +63,9 @@ def trusted_key_line(value: str, key_path: str) -> str:
 
 
 def _key_file_line(key_path: str) -> str:
+    problem = strict_problem(key_path)
+    if problem is not None:
+        raise KeyProblem(f"refused: {problem}", key_path, hint=STRICT_HINT)
     try:
         with open(key_path, encoding="utf-8") as handle:
             content = handle.read(_MAX_KEY_FILE)

@@ -28,6 +28,10 @@ FIREWALL_BACKENDS = ("nftables", "none")
 DNS_BACKENDS = ("unbound", "bind", "knot-resolver", "dnsupdate", "none")
 DNS_ACTIONS = ("nxdomain", "nodata", "drop", "redirect:<address or name>")
 MIN_REFRESH = 60
+DEFAULT_MAX_INDICATORS = 1_000_000
+# firehol_level1 as published blocks 0.72 % of public IPv4 (Spamhaus DROPv6: 0.00007 % of IPv6):
+# 2 % passes it with a margin of almost three and holds a feed adding more than four /8s.
+DEFAULT_MAX_ADDRESS_SHARE = 0.02
 
 # Feed and peer names end up in file names and are typed on the command line.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -67,6 +71,11 @@ class FeedConfig:
     ca_file: str | None = None  # extra CA bundle for https (a private PKI)
     min_prefix_v4: int | None = None  # this feed's own guards.min_prefix_v4 (None: the guards')
     min_prefix_v6: int | None = None  # e.g. Spamhaus DROPv6 and its /29 allocations
+    # a signed single list older than this (by its signed timestamp) is stale, like `expires`
+    max_age: int | None = None  # seconds
+    # more entries than this refuse the update: 1M cost about 500 MiB in the agent and 400 MiB in
+    # nft on the reference machine, what a 1 GB gateway can hold (docs/design.md §3, §5)
+    max_indicators: int = DEFAULT_MAX_INDICATORS
     source: str = "signed"  # "signed" | "misp" | "misp-feed" | "taxii"
     # the credential of an API source (MISP key, TAXII "user:password" or token): only its path
     # is kept here, so the secret never sits in a value that is logged, compared or printed
@@ -83,6 +92,11 @@ class GuardConfig:
     max_change: float = 0.5
     protected: tuple[str, ...] = ()  # CIDRs and names (names include their subdomains)
     allow_special: tuple[str, ...] = ()  # special-purpose ranges that may be blocked anyway
+    # held above this fraction of public IPv4 or IPv6 space blocked (agent/coverage.py)
+    max_address_share: float = DEFAULT_MAX_ADDRESS_SHARE
+    # lifelines found automatically (feed servers, resolvers, NTP, the DNS primary) that the
+    # operator does not want protected: addresses, networks or names
+    lifeline_except: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ last good copy.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from dataclasses import fields
 from pathlib import Path
 
 import yaml
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from agent.config.dns import read_dns
 from agent.config.feeds import read_feeds
@@ -27,7 +29,8 @@ from agent.config.firewall import read_firewall
 from agent.config.guards import read_guards
 from agent.config.isolation import read_isolation
 from agent.config.model import DEFAULT_CONFIG_PATH, Config
-from agent.config.nodes import given
+from agent.config.nodes import given, is_null
+from agent.config.perms import STRICT_HINT, strict_problem
 from agent.config.values import ValueReader
 from agent.errors import ConfigError
 
@@ -60,6 +63,9 @@ def load(path: str | Path) -> Config:
     The text is decoded as UTF-8 (a leading byte-order mark from a Windows editor is accepted).
     """
     name = str(path)
+    problem = strict_problem(name)
+    if problem is not None:
+        raise _single(name, f"refused: {problem}", STRICT_HINT)
     try:
         with open(path, encoding="utf-8-sig") as handle:
             text = handle.read()
@@ -100,8 +106,12 @@ def loads(text: str, path: str = "<string>") -> Config:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
+        if not _TOP_LINE.search(text):
+            raise _not_ours(path, "it is not valid YAML") from None
         raise ConfigProblems(path, [_yaml_problem(path, exc)]) from None
     except yaml.reader.ReaderError as exc:
+        if not _TOP_LINE.search(text):
+            raise _not_ours(path, "it is not YAML text") from None
         line = text.count("\n", 0, exc.position) + 1
         raise ConfigProblems(path, [
             f"{path}:{line}: not valid YAML: character {exc.character!r} is not allowed — "
@@ -109,6 +119,7 @@ def loads(text: str, path: str = "<string>") -> Config:
         ]) from None
     except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML parse error is one of above
         raise ConfigProblems(path, [f"{path}:1: not valid YAML: {exc}"]) from None
+    _refuse_foreign(path, root)
     reader = ValueReader(path, base_dir)
     config = _config(reader, root)
     if reader.problems:
@@ -124,7 +135,7 @@ def _config(r: ValueReader, root: Node | None) -> Config:
         return Config(path=r.file)
     return given(Config, r.settings(top, "", {
         "state_dir": r.file_path,
-        "local_dir": r.file_path,
+        "local_dir": r.trusted_file,
         "metrics_file": lambda n, p: r.file_path(n, p, optional=True),
         "feeds": lambda n, _: read_feeds(r, n),
         "guards": lambda n, _: read_guards(r, n),
@@ -132,6 +143,37 @@ def _config(r: ValueReader, root: Node | None) -> Config:
         "dns": lambda n, _: read_dns(r, n),
         "isolation": lambda n, _: read_isolation(r, n),
     }), path=r.file)
+
+
+# a line that sets one of the agent's top-level keys: what makes a file plausibly ours
+_TOP_LINE = re.compile("^({})[ \t]*:".format("|".join(_TOP_KEYS)), re.MULTILINE)
+
+
+def _not_ours(path: str, why: str) -> ConfigProblems:
+    """A file that is not an agent configuration is named, never quoted: `-c` may point at a
+    key or a shadow-like file (through sudo, too), whose lines must not end up in a terminal."""
+    hint = ("this is not a blocklist-agent configuration, so nothing of it is shown; give the "
+            f"agent's YAML configuration with -c (the default is {DEFAULT_CONFIG_PATH})")
+    return ConfigProblems(path, [f"{path}:1: {why} — {hint}"], what=why, hint=hint)
+
+
+def _ours(key: object) -> bool:
+    """A known top-level key, an extension, or a typo of a known key (reported with its fix)."""
+    text = str(key)
+    return text in _TOP_KEYS or text.startswith("x-") or bool(
+        difflib.get_close_matches(text, _TOP_KEYS, n=1, cutoff=0.6))
+
+
+def _refuse_foreign(path: str, root: Node | None) -> None:
+    if root is None or is_null(root):
+        return
+    if isinstance(root, SequenceNode):
+        raise _not_ours(path, "expected a mapping of settings, found a list")
+    if not isinstance(root, MappingNode):
+        raise _not_ours(path, "expected a mapping of settings, found a single value")
+    keys = [k.value for k, _ in root.value if isinstance(k, ScalarNode)]
+    if keys and not any(_ours(k) for k in keys):
+        raise _not_ours(path, f"none of its {len(keys)} top-level keys is a setting of the agent")
 
 
 def _single(path: str, problem: str, hint: str) -> ConfigProblems:

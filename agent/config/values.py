@@ -17,6 +17,7 @@ import yaml
 from yaml.nodes import Node, ScalarNode
 
 from agent.config.nodes import BOOL, FLOAT, INT, STR, TAG, NodeReader, describe, is_null
+from agent.config.perms import STRICT_HINT, strict_problem
 from agent.config.units import (
     DURATION_HINT,
     MAX_DURATION,
@@ -218,6 +219,18 @@ class ValueReader(NodeReader):
                         hint="write the full path, e.g. /var/lib/blocklist-agent")
             return None
         return self.resolve(value)
+
+    def trusted_file(self, node: Node, path: str, optional: bool = False) -> str | None:
+        """A path the agent reads and acts on (keys, CA, local_dir): as root, only one that
+        only root can change (agent/config/perms.py)."""
+        value = self.file_path(node, path, optional=optional)
+        if value is None:
+            return None
+        problem = strict_problem(value)
+        if problem is not None:
+            self.report(node, path, f"refused: {problem}", hint=STRICT_HINT)
+            return None
+        return value
 
     def resolve(self, value: str) -> str:
         return os.path.normpath(os.path.join(self.base_dir, value))

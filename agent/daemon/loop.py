@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import config as config_mod
-from agent import hostinfo, isolation, overrides, pipeline
+from agent import hostinfo, isolation, lifelines, overrides, pipeline
 from agent.backends import killswitch
 from agent.backends.base import Backend
 from agent.backends.registry import backends_for
@@ -93,6 +93,7 @@ class Daemon:
         rand: Callable[[], float] = random.random,
         journal: Journal | None = None,
         own_addresses: Callable[[], list[str]] | None = None,
+        facts: Callable[[Config, StateStore], lifelines.Facts] | None = None,
         watch: bool = True,
     ) -> None:
         self.config_path = config_path
@@ -101,8 +102,8 @@ class Daemon:
         self.clock = clock
         self.rand = rand
         self.journal = journal or Journal()
-        self.own_addresses = own_addresses or (
-            lambda: hostinfo.local_addresses() + hostinfo.resolvers())
+        self.own_addresses = own_addresses or hostinfo.local_addresses
+        self.facts = facts or lifelines.gather
         self.watch = watch
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -265,11 +266,12 @@ class Daemon:
                     log.info("sync postponed %.0f s: %s", BUSY_RETRY, exc.what)
                     self.schedule = sched.busy(self.schedule, self.clock(), BUSY_RETRY)
                     return
+                facts = self.facts(config, store)
                 now = utc_now()
                 result = pipeline.run(
                     config, fetcher=_Stoppable(self.fetcher, self._before_get), store=store,
                     local=overrides.load(config.local_dir, now=int(now.timestamp())),
-                    backends=self.backends, own_addresses=self.own_addresses(),
+                    backends=self.backends, own_addresses=self.own_addresses(), facts=facts,
                     psl=default_psl(), refresh=refresh, now=now, progress=self._progress)
         except Interrupted:
             raise

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent.util.escape import protect_handlers, shown
+
 log = logging.getLogger(__name__)
 IDENTIFIER = "blocklist-agent"
 _PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
@@ -61,7 +63,9 @@ _notify = _systemd_notify() or _socket_notify
 
 def notify(*assignments: str) -> bool:
     """Send `READY=1`, `STATUS=…`, … in one message; False when not run by systemd."""
-    state = "\n".join(a.replace("\n", " ") if a.startswith("STATUS=") else a
+    # a STATUS= text may quote a server's words: one line, no control characters, or a line
+    # break in it would send systemd an assignment of the server's choosing (READY=1, ...)
+    state = "\n".join("STATUS=" + shown(a[7:].replace("\n", " ")) if a.startswith("STATUS=") else a
                       for a in assignments)
     return _notify(state)
 
@@ -119,15 +123,16 @@ class Journal:
         return cls(journal.send)
 
     def event(self, level: int, message: str, **fields: object) -> None:
-        shown = {k.upper(): str(v) for k, v in fields.items() if v is not None}
+        values = {k.upper(): shown(v) for k, v in fields.items() if v is not None}
+        message = shown(message, newlines=True)
         if self.send is not None:
             try:
                 self.send(message, PRIORITY=str(_PRIORITIES.get(level, 6)),
-                          SYSLOG_IDENTIFIER=IDENTIFIER, **shown)
+                          SYSLOG_IDENTIFIER=IDENTIFIER, **values)
                 return
             except (OSError, ValueError) as exc:
                 log.debug("journal send failed (%s); logging instead", exc)
-        log.log(level, "%s%s", message, _suffix(shown))
+        log.log(level, "%s%s", message, _suffix(values))
 
 
 def _suffix(fields: Mapping[str, str]) -> str:
@@ -148,4 +153,5 @@ def journal_logging(level: int) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.addHandler(JournalHandler(SYSLOG_IDENTIFIER=IDENTIFIER))
+    protect_handlers(root)
     root.setLevel(level)

@@ -13,6 +13,7 @@ import urllib3
 from agent.errors import FetchError
 from agent.fetch.deadline import Deadline
 from agent.fetch.url import redact
+from agent.util.escape import shown
 
 
 class HopErrors:
@@ -75,7 +76,7 @@ class HopErrors:
         else:
             hint = "the server did not send the feed; check the feed URL and tell the publisher"
         return self.error(
-            f"the server answered HTTP {status} {phrase}".rstrip(), hint, f"http-{status}"
+            f"the server answered HTTP {status} {shown(phrase)}".rstrip(), hint, f"http-{status}"
         )
 
     def from_exception(self, exc: BaseException, *, body: bool = False) -> FetchError:

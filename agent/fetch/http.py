@@ -23,6 +23,7 @@ from agent.fetch.deadline import Deadline, WatchedAdapter
 from agent.fetch.failure import HopErrors
 from agent.fetch.file import read_file
 from agent.fetch.url import redact, scheme_of
+from agent.util.escape import shown
 
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -208,7 +209,7 @@ def _redirect_target(
     scheme = urlsplit(target).scheme.lower()
     if scheme not in ("http", "https"):
         raise failure.error(
-            f"redirect to {redact(target)}, which is not an http(s) URL",
+            f"redirect to {shown(redact(target))}, which is not an http(s) URL",
             "the feed server is misconfigured or hostile; tell the feed publisher",
             "redirect-invalid",
         )

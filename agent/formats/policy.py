@@ -25,6 +25,8 @@ class FeedRules(Protocol):
     def subdomains(self) -> bool: ...
     @property
     def max_reject_ratio(self) -> float: ...
+    @property
+    def max_indicators(self) -> int: ...
 
 
 class Payloads(Protocol):
@@ -54,6 +56,8 @@ def parse_payloads(feed: FeedRules, data: Payloads, *, with_index: bool) -> Pars
                          if i.type == DOMAIN and not i.subdomains and i.action != PASSTHRU
                          else i for i in inds)
         indicators.extend(inds)
+        if len(indicators) > feed.max_indicators:
+            raise _too_many(feed, len(indicators), path)
         rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
         if with_index:
             index.extend(f"{i.value}\t{i.flag}\t{path}:{i.ref}\n" for i in inds)
@@ -69,3 +73,15 @@ def parse_payloads(feed: FeedRules, data: Payloads, *, with_index: bool) -> Pars
             "good copy stays enforced. Check `blocklist-agent parse` on the file",
         )
     return ParsedFeed(indicators, rejects, total, tuple(index))
+
+
+def _too_many(feed: FeedRules, count: int, path: str) -> FormatError:
+    """The per-feed cap: a feed (or a mistake) listing millions of entries must not take the
+    gateway's memory; what a whole sync may hold is capped apart from this."""
+    return FormatError(
+        f"{count:,} entries by {path}, more than this feed's max_indicators "
+        f"({feed.max_indicators:,})", where=f"feed {feed.name}", reason="too-many-indicators",
+        hint="if the feed really is that large and this gateway has the memory (about 1 GB per "
+        "million entries between the agent and nft), raise max_indicators for this feed; "
+        "otherwise tell the publisher; the last good copy stays enforced",
+    )

@@ -119,12 +119,14 @@ def publish(
     expires: timedelta = timedelta(days=7),
     formats: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    feed: str | None = None,
 ) -> Manifest:
     """Copy `files` into `out_dir` and write a signed manifest.json for them.
 
     The serial defaults to the published one + 1 (1 for a new feed); an explicit serial must be
     above the published one. Payloads are named by their base name; `formats` maps a base name to
-    its format (default "auto").
+    its format (default "auto"). `feed` names the feed in the manifest: subscribers configured
+    with another name refuse it, so a key signing several feeds cannot have one served for another.
     """
     if not files:
         raise UsageError("nothing to publish: give at least one payload file")
@@ -160,6 +162,8 @@ def publish(
         "expires": iso_z(issued + expires),
         "payloads": payloads,
     }
+    if feed is not None:
+        document["feed"] = feed
     text = json.dumps(document, sort_keys=True, ensure_ascii=False) + "\n"
     manifest_bytes = text.encode("utf-8")
     manifest = parse_manifest(manifest_bytes, key_id=key.key_id_hex)  # never publish a bad one
@@ -171,12 +175,16 @@ def publish(
     return manifest
 
 
-def sign_file(path: Path, key: SecretKey, *, now: datetime | None = None) -> Path:
+def sign_file(path: Path, key: SecretKey, *, now: datetime | None = None,
+              feed: str | None = None) -> Path:
     """Write `path`.minisig for a simple signed single list. Its trusted comment carries the
-    timestamp that clients compare for rollback, as minisign's default comment does."""
+    timestamp that clients compare for rollback, as minisign's default comment does, and with
+    `feed` the name of the feed it is for (`feed:NAME`, checked like a manifest's `feed`)."""
     path = Path(path)
     when = _utc(now)
     comment = f"timestamp:{int(when.timestamp())}\tfile:{path.name}\thashed"
+    if feed is not None:
+        comment += f"\tfeed:{feed}"
     sig_path = path.with_name(path.name + ".minisig")
     atomic_write(sig_path, sign(path.read_bytes(), key, trusted_comment=comment).encode())
     return sig_path

@@ -50,6 +50,7 @@ def after_sync(
         "last_sync": {
             "time": stamp, "result": sync["result"], "applied": sync["applied"],
             "error": sync["error"], "plan": sync["plan"],
+            "deescalated": sync.get("deescalated"),
             "duration": sync["timings"].get("total", 0.0),
         },
         "feeds": feeds,

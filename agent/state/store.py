@@ -31,6 +31,9 @@ for a feed's several files.
                            commit, then the generation the         generation other than
                            kernel holds and the skeleton hash      applied.json's = a full
                                                                    reload at the next sync
+    lifelines.json         every sync that is not a dry run        names forgotten: resolved
+                           (agent.lifelines): the lifelines' and   again at the next sync
+                           protected names' addresses, kept
     dns.json               the DNS backends after each apply;      missing = the zone is written
                            dnsupdate first marks it out of sync    again (dnsupdate: compared
                            before it sends any update              whole) at the next sync
@@ -77,6 +80,7 @@ KERNEL_LOCK = "kernel.lock"
 BREAK_GLASS_NFT = "break-glass.nft"
 NFT_RECORD = "nftables.json"
 DNS_RECORD = "dns.json"
+LIFELINES = "lifelines.json"
 FEEDS = "feeds"
 
 
@@ -276,6 +280,15 @@ class StateStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    # -- what the guards learnt at the edge ------------------------------------------------
+    def load_lifelines(self) -> dict[str, Any]:
+        """Addresses the lifelines and protected names resolved to ({} when none is kept): they
+        stay protected while DNS does not answer, and the kill switch keeps them open."""
+        return self._read_record(LIFELINES)
+
+    def save_lifelines(self, data: dict[str, Any]) -> None:
+        self._write_json(LIFELINES, data)
 
     # -- the kill switch and the backends' own records ------------------------------------
     def load_isolation(self) -> dict[str, Any]:

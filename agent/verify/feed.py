@@ -21,11 +21,13 @@ from agent.errors import AgentError, FetchError, StateError, VerifyError
 from agent.fetch import Fetcher, Response, join_url, signature_url
 from agent.state import CachedFeed, FeedRecord
 from agent.util.timefmt import iso_z
+from agent.verify import lists as list_rules
 from agent.verify.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     LastAccepted,
     Manifest,
+    check_feed_name,
     check_payload,
     parse_manifest,
     verify_manifest,
@@ -101,6 +103,7 @@ def _fetch_manifest_feed(
                       ca_file=feed.ca_file)
     last = LastAccepted(cached.record.serial, cached.record.sha256) if cached else None
     manifest = verify_manifest(resp.data, sig.data, trusted_keys(feed), now=now, last=last)
+    check_feed_name(manifest.feed, feed.name, resp.url)
     if cached is not None and manifest.sha256 == cached.record.sha256:
         if (resp.etag, resp.last_modified) != (cached.record.etag, cached.record.last_modified):
             return FeedData(replace(cached.record, etag=resp.etag,
@@ -160,6 +163,8 @@ def _fetch_list_feed(
     """A single list: signed (`list.txt` + `list.txt.minisig`) or an explicit unsigned opt-in."""
     resp = _get_first(feed, fetcher, max_size=feed.max_size, cached=cached)
     if resp.status == 304 and cached is not None:
+        if expired(cached.record, now, feed):
+            raise list_rules.too_old(cached.record.serial, feed, now, resp.url)
         return None
     sha = hashlib.sha256(resp.data).hexdigest()
     name = _list_name(feed.url)
@@ -171,21 +176,18 @@ def _fetch_list_feed(
                                timeout=feed.timeout, ca_file=feed.ca_file)
         sig = verify_signature(resp.data, sig_resp.data, trusted_keys(feed))
         files[name + ".minisig"] = sig_resp.data
-        serial = sig.timestamp or 0
+        last = LastAccepted(cached.record.serial, cached.record.sha256) if cached else None
+        serial = list_rules.check_list(sig, sha, feed, now, last, resp.url)
         key_id = sig.key_id_hex
-        if cached is not None and serial and serial < cached.record.serial:
-            raise VerifyError(
-                f"rollback: the list is signed at timestamp {serial}, older than the last "
-                f"accepted one ({cached.record.serial})", where=resp.url, reason="rollback",
-                hint=f"an old copy is being served (stale mirror or attack); {_KEEP}",
-            )
+    issued, expires = list_rules.times(serial, feed)
     if cached is not None and sha == cached.record.sha256:
-        return FeedData(replace(cached.record, etag=resp.etag, last_modified=resp.last_modified),
-                        (), {}, False)
+        return FeedData(replace(cached.record, etag=resp.etag, last_modified=resp.last_modified,
+                                issued=issued, expires=expires), (), {}, False)
     record = FeedRecord(
         name=feed.name, serial=serial, sha256=sha, url=resp.url, accepted_at=int(now.timestamp()),
         key_id=key_id, etag=resp.etag, last_modified=resp.last_modified,
-        files={n: (feed.format if n == name else "") for n in files},
+        files={n: (feed.format if n == name else "") for n in files}, issued=issued,
+        expires=expires,
     )
     return FeedData(record, ((name, feed.format, resp.data),), files, True)
 
@@ -197,6 +199,7 @@ def load_cached(feed: FeedConfig, cached: CachedFeed) -> FeedData:
         data = cached.read(MANIFEST_NAME)
         verify_signature(data, cached.read(SIGNATURE_NAME), trusted_keys(feed))
         manifest = parse_manifest(data)
+        check_feed_name(manifest.feed, feed.name, str(cached.directory))
         payloads = []
         for p in manifest.payloads:
             body = cached.read(p.path)
@@ -206,14 +209,20 @@ def load_cached(feed: FeedConfig, cached: CachedFeed) -> FeedData:
     name = next(n for n, fmt in rec.files.items() if fmt)
     body = cached.read(name)
     if feed.signature != "none":
-        verify_signature(body, cached.read(name + ".minisig"), trusted_keys(feed))
+        sig = verify_signature(body, cached.read(name + ".minisig"), trusted_keys(feed))
+        list_rules.check_name(sig, feed, str(cached.directory))
     elif hashlib.sha256(body).hexdigest() != rec.sha256:
         raise VerifyError(f"the cached copy of {name} changed on disk", where=str(cached.directory),
                           reason="payload-hash", hint="run `blocklist-agent sync` to fetch again")
     return FeedData(rec, ((name, feed.format, body),), {}, False)
 
 
-def expired(record: FeedRecord, now: datetime) -> bool:
-    if not record.expires:
+def expired(record: FeedRecord, now: datetime, feed: FeedConfig | None = None) -> bool:
+    """Past its `expires`; for a signed list, past the signed time plus the feed's max_age as
+    configured now (a max_age lowered since the copy was accepted applies to it at once)."""
+    when = record.expires
+    if feed is not None and feed.format != "manifest" and record.issued:
+        when = list_rules.times(record.serial, feed)[1]
+    if not when:
         return False
-    return datetime.strptime(record.expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) <= now
+    return datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) <= now

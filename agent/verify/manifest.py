@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.errors import VerifyError
+from agent.util.escape import has_unsafe
 from agent.util.feedpath import payload_path_problem
 from agent.util.timefmt import human_utc
 from agent.verify.minisign import PublicKey, verify
@@ -28,6 +29,10 @@ SIGNATURE_NAME = "manifest.json.minisig"
 MAX_SERIAL = 2**63 - 1
 
 _TOP_FIELDS = {"format", "publisher", "serial", "issued", "expires", "payloads"}
+# Optional: `feed` names the feed a manifest is for (`publish --feed`), so that another feed
+# signed by the same key cannot be replayed at this feed's URL; older manifests have none.
+_OPTIONAL_FIELDS = {"feed"}
+_FEED_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _PAYLOAD_FIELDS = {"path", "format", "sha256", "size"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _RFC3339_UTC = re.compile(
@@ -61,6 +66,7 @@ class Manifest:
     payloads: tuple[Payload, ...]
     sha256: str
     key_id: str
+    feed: str = ""  # the feed it was published for ("": not said)
 
 
 @dataclass(frozen=True)
@@ -156,14 +162,19 @@ def parse_manifest(data: bytes, *, key_id: str = "") -> Manifest:
         raise _malformed("arrays or objects nested too deeply to be read") from None
     if not isinstance(obj, dict):
         raise _malformed(f"the top level must be a JSON object, got {type(obj).__name__}")
-    missing, unknown = sorted(_TOP_FIELDS - obj.keys()), sorted(obj.keys() - _TOP_FIELDS)
+    missing = sorted(_TOP_FIELDS - obj.keys())
+    unknown = sorted(obj.keys() - _TOP_FIELDS - _OPTIONAL_FIELDS)
     if missing or unknown:
         raise _malformed(f"missing fields {missing}, unknown fields {unknown}")
     if obj["format"] != FORMAT:
         raise _malformed(f"field 'format' must be {FORMAT!r}, got {obj['format']!r:.80}")
     publisher, serial, payloads = obj["publisher"], obj["serial"], obj["payloads"]
-    if not isinstance(publisher, str) or not publisher.strip():
-        raise _malformed(f"field 'publisher' must be a non-empty string, got {publisher!r:.80}")
+    if not isinstance(publisher, str) or not publisher.strip() or has_unsafe(publisher):
+        raise _malformed("field 'publisher' must be a non-empty string without control "
+                         f"characters, got {publisher!r:.80}")
+    feed = obj.get("feed", "")
+    if "feed" in obj and (not isinstance(feed, str) or not _FEED_NAME.fullmatch(feed)):
+        raise _malformed(f"field 'feed' must be a feed name (a-z, 0-9, '-'), got {feed!r:.80}")
     if not _is_int(serial) or not 0 <= serial <= MAX_SERIAL:
         raise _malformed(f"field 'serial' must be an integer from 0 to 2^63-1, got {serial!r:.80}")
     if not isinstance(payloads, list) or not payloads:
@@ -183,6 +194,7 @@ def parse_manifest(data: bytes, *, key_id: str = "") -> Manifest:
         payloads=parsed,
         sha256=hashlib.sha256(data).hexdigest(),
         key_id=key_id,
+        feed=feed,
     )
 
 
@@ -260,6 +272,19 @@ def verify_manifest(
     manifest = parse_manifest(manifest_bytes, key_id=sig.key_id_hex)
     check_manifest(manifest, now=now, last=last, max_clock_skew=max_clock_skew)
     return manifest
+
+
+def check_feed_name(published_for: str, configured: str, where: str) -> None:
+    """A feed published for another name is refused: the same key may sign several feeds, and
+    the one with the higher serial must not replace this one. Unnamed feeds are accepted."""
+    if published_for and published_for != configured:
+        raise VerifyError(
+            f"this was published for feed {published_for!r}, not for {configured!r}",
+            hint=f"the URL serves another feed signed by the same key (a server mix-up or a "
+            f"replay); check the feed's url and mirrors and tell the publisher; {_KEEP}",
+            where=where,
+            reason="wrong-feed",
+        )
 
 
 def check_payload(p: Payload, data: bytes) -> None:

@@ -266,6 +266,15 @@ def verify(data: bytes, sig_text: str | bytes, trusted: Sequence[PublicKey]) -> 
     return sig
 
 
+def trusted_comment_field(comment: str, field: str) -> str | None:
+    """The value of the tab-separated `field:value` part of a trusted comment, or None."""
+    for part in comment.split("\t"):
+        name, sep, value = part.partition(":")
+        if sep and name.strip() == field:
+            return value.strip()
+    return None
+
+
 def trusted_comment_timestamp(comment: str) -> int | None:
     """The `timestamp:<unix>` field of a trusted comment (minisign's default is
     "timestamp:<unix>\\tfile:<name>\\thashed"), or None if there is none or it is not a number.
@@ -273,8 +282,5 @@ def trusted_comment_timestamp(comment: str) -> int | None:
     Simple signed single files have no manifest serial: their signed timestamp is what rollback
     protection compares.
     """
-    for part in comment.split("\t"):
-        name, sep, value = part.partition(":")
-        if sep and name.strip() == "timestamp" and _TIMESTAMP.fullmatch(value.strip()):
-            return int(value.strip())
-    return None
+    value = trusted_comment_field(comment, "timestamp")
+    return int(value) if value is not None and _TIMESTAMP.fullmatch(value) else None

@@ -74,6 +74,7 @@ def test_example_commented_settings_are_valid_too(tmp_path: Path) -> None:
     """Uncommenting the example's optional lines and feeds must give a loadable file."""
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "cert-sante.pub").write_text(PUBLISHER_PUB.read_text())
+    (tmp_path / "keys" / "soc.pub").write_text(PUBLISHER_PUB.read_text())
     keys = "|".join(
         f.name for cls in (Config, FeedConfig, DnsConfig) for f in dataclasses.fields(cls)
     )
@@ -81,7 +82,7 @@ def test_example_commented_settings_are_valid_too(tmp_path: Path) -> None:
     for line in EXAMPLE.read_text().splitlines():
         match = re.fullmatch(rf"(\s*)# ((- |  )?({keys}): .*)", line)
         out.append(match.group(1) + match.group(2) if match else line)
-    text = "\n".join(out).replace("/etc/blocklist-agent/keys/cert-sante.pub", "keys/cert-sante.pub")
+    text = "\n".join(out).replace("/etc/blocklist-agent/keys/", "keys/")
     for secret in ("cert-sante.key", "vendor-cti.auth"):  # credential files: root's, 0600
         (tmp_path / secret).write_text("secret\n")
         (tmp_path / secret).chmod(0o600)
@@ -90,7 +91,10 @@ def test_example_commented_settings_are_valid_too(tmp_path: Path) -> None:
     path.write_text(text)
     config = load(path)
     assert [feed.name for feed in config.feeds] == [
-        "example", "cert-sante", "cert-sante-misp", "vendor-cti", "known-good", "feodo"]
+        "example", "cert-sante", "soc-list", "cert-sante-misp", "vendor-cti", "known-good",
+        "feodo"]
+    soc = config.feed("soc-list")
+    assert soc is not None and soc.max_age == 2 * 86400 and soc.format == "plain"
     cert = config.feed("cert-sante")
     assert cert is not None and cert.trusted_keys == (PUBLISHER_KEY,)
     assert cert.mirrors == ("https://mirror.example.net/cert-sante/manifest.json",)
@@ -135,6 +139,7 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
             max_reject_ratio: 0
             mirrors: [https://mirror.example.net/cert/manifest.json, file:///srv/cert/manifest.json]
             ca_file: /etc/bla/ca.pem
+            max_indicators: 5000
           - name: feodo
             url: https://example.org/list.txt
             format: plain
@@ -145,6 +150,11 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
             url: https://misp.example.org
             auth_file: {tmp_path / "misp.key"}
             filters: {{tags: [tlp:green]}}
+          - name: soc-list
+            url: https://example.org/c2.txt
+            format: plain
+            trusted_keys: ["{KEY}"]
+            max_age: 2d
           - name: dropv6
             url: https://www.spamhaus.org/drop/dropv6.txt
             format: spamhaus-drop
@@ -157,6 +167,8 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
           max_change: 1
           protected: [10.1.2.3/8, Chu-Example.FR., "2001:db8::/32", "*.sante.fr", 192.0.2.1/32]
           allow_special: [100.64.0.0/10]
+          max_address_share: 0.1
+          lifeline_except: [192.0.2.53, pool.ntp.org]
         firewall:
           backend: none
           table: bla_2
@@ -187,7 +199,8 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
     (tmp_path / "misp.key").chmod(0o600)
     config = loads(text)
     assert hash(config)  # frozen all the way down: lists became tuples
-    cert, feodo, _misp, dropv6 = config.feeds
+    cert, feodo, _misp, soc, dropv6 = config.feeds
+    assert (soc.format, soc.max_age) == ("plain", 2 * 86400)
     assert cert == FeedConfig(
         name="cert-sante",
         url="https://feeds.example.org/cert/manifest.json",
@@ -199,6 +212,7 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
         max_reject_ratio=0.0,
         mirrors=("https://mirror.example.net/cert/manifest.json", "file:///srv/cert/manifest.json"),
         ca_file="/etc/bla/ca.pem",
+        max_indicators=5000,
         line=line_of(text, "- name: cert-sante"),
     )
     assert (feodo.signature, feodo.format, feodo.trusted_keys) == ("none", "plain", ())
@@ -211,6 +225,8 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
         1.0,
         ("10.0.0.0/8", "chu-example.fr", "2001:db8::/32", "sante.fr", "192.0.2.1"),
         ("100.64.0.0/10",),
+        0.1,
+        ("192.0.2.53", "pool.ntp.org"),
     )
     assert config.firewall == FirewallConfig(
         "none",

@@ -16,7 +16,7 @@ from agent.formats import parse
 from agent.guards import Policy
 from agent.indicators import PASSTHRU, Indicator, normalize, owner_octets
 from agent.merge import Blocklist, merge
-from agent.plan import make_plan
+from agent.plan import allowed_only, deescalation, make_plan
 from agent.psl import default
 from agent.render.rpz import changed_records, render_zone, zone_records
 from agent.why import _name_verdict
@@ -216,3 +216,28 @@ def test_per_feed_min_prefix_overrides_the_guards() -> None:
     assert len(trusted.check(drop).accepted) == 4 and trusted.min_prefix_v4 == 8
     assert policy.for_feed(None, None) is policy
     assert policy.for_feed(24, None).check(plain("5.0.0.0/16")).rejected
+
+
+# --- a held plan's unblocking part keeps the RPZ sets -------------------------------------------
+
+
+def test_deescalation_keeps_rpz_scopes_and_applies_new_exceptions() -> None:
+    before = merge([rpz("*.a.example CNAME rpz-drop.\n*.b.example CNAME .\nc.example CNAME .\n"
+                        "*.c.example CNAME .\n")])
+    after = merge([rpz("*.a.example CNAME rpz-drop.\nok.a.example CNAME rpz-passthru.\n"
+                       "c.example CNAME .\nnew.example CNAME .\n")])
+    partial = deescalation(before, after)
+    assert partial.below == {"a.example"} and partial.drop == {"a.example"}
+    assert partial.pass_names == {"ok.a.example"}  # the new exception unblocks at once
+    assert partial.names == {"c.example"}  # *.c.example was dropped: narrowed to the name
+    assert "new.example" not in partial.names  # an addition waits for the hold
+    assert verdict(partial, "x.b.example") is None and verdict(partial, "x.a.example")
+
+
+def test_allowed_only_keeps_rpz_sets() -> None:
+    before = merge([rpz("*.a.example CNAME rpz-drop.\nok.a.example CNAME rpz-passthru.\n"
+                        "n.example CNAME *.\n*.w.example CNAME .\nw.example CNAME .\n")])
+    kept = allowed_only(before, plain("n.example"))
+    assert kept.below == {"a.example"} and kept.pass_names == {"ok.a.example"}
+    assert kept.drop == {"a.example"} and kept.wild == {"w.example"}
+    assert kept.names == frozenset() and kept.nodata == frozenset()

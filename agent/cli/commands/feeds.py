@@ -171,7 +171,7 @@ def cmd_publish(args: argparse.Namespace, out: Output) -> int:
     publisher = args.publisher or f"blocklist-agent publisher {key.key_id_hex}"
     manifest = publish.publish(files, out_dir=args.out, key=key, publisher=publisher,
                                serial=args.serial, expires=timedelta(seconds=args.expires),
-                               formats=fmts)
+                               formats=fmts, feed=args.feed)
     doc = {"out": str(args.out), "serial": manifest.serial, "expires": manifest.expires.isoformat(),
            "payloads": [p.path for p in manifest.payloads], "key_id": manifest.key_id}
     out.emit(doc, lambda: "" if not out.verbose else

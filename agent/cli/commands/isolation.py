@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from agent import isolation
+from agent import isolation, lifelines
 from agent.backends import killswitch
 from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config, operator
 from agent.config import Config
@@ -94,6 +94,10 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
         print("nothing done", file=sys.stderr)
         return EXIT_FAIL
     allow = allow_now(config, previous)
+    # the gateway's lifelines (feed servers, resolvers, NTP, the DNS primary) as last resolved:
+    # never cut, so the publisher's correction and a right clock still reach the gateway
+    life = lifelines.kept(config, store).addresses()
+    allow = allow._replace(addresses=tuple(dict.fromkeys([*allow.addresses, *life])))
     if peers:
         state = model.quarantine(previous, allow, [
             Quarantine(n, config.isolation.peer(n) or (), now, who, args.reason, deadline)

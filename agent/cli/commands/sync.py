@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from agent import hostinfo, overrides, pipeline
+from agent import hostinfo, lifelines, overrides, pipeline
 from agent.backends.killswitch import isolation_status
 from agent.backends.registry import backends_for
 from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config
@@ -20,6 +20,7 @@ from agent.indicators import InvalidValue
 from agent.isolation.status import isolation_text
 from agent.psl import default as default_psl
 from agent.state import StateStore
+from agent.util.escape import shown
 from agent.util.timefmt import utc_now
 from agent.why import explain
 
@@ -35,7 +36,7 @@ def plan_text(result: pipeline.SyncResult) -> str:
         if f["serial"] is not None:
             head += f", serial {f['serial']}"
         if f["publisher"]:
-            head += f" ({f['publisher']})"
+            head += f" ({shown(f['publisher'])})"
         head += (f": {_n(f['parsed'])} parsed, {_n(f['accepted'])} accepted, "
                  f"{_n(f['parse_rejects'])} malformed")
         guard = f["guard_rejects"]
@@ -73,6 +74,9 @@ def plan_text(result: pipeline.SyncResult) -> str:
                      f"({plan.ratio:.1%} of {_n(plan.before)} enforced)")
     if plan.held:
         lines.append(f"HELD: {plan.held}")
+        if result.deescalated is not None:
+            lines.append(f"  applied at once: the removals and allows of the held plan "
+                         f"(-{_n(result.deescalated.removed)} entries); only additions wait")
         lines.append("  what to do: check the feed (blocklist-agent status, why), then run "
                      "`blocklist-agent sync --force` if the change is expected")
     lines += result.notes
@@ -82,23 +86,24 @@ def plan_text(result: pipeline.SyncResult) -> str:
         lines.append(f"APPLY FAILED: {result.error}")
     if result.dry_run:
         lines.append("dry run: nothing was changed")
-    return "\n".join(lines)
+    return shown("\n".join(lines), newlines=True)
 
 
 def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     store = StateStore(config.state_dir)
     backends = [] if args.dry_run else backends_for(config)
-    own = hostinfo.local_addresses() + hostinfo.resolvers()
+    own = hostinfo.local_addresses()
     # a dry run touches nothing, not even the state directory (the lock would create it);
     # every state file it reads is replaced atomically, so it needs no lock
     with contextlib.nullcontext() if args.dry_run else store.lock():
+        facts = lifelines.gather(config, store, save=not args.dry_run)
         now = utc_now()
         result = pipeline.run(config, fetcher=HttpFetcher(), store=store,
                               local=overrides.load(config.local_dir, now=int(now.timestamp())),
                               backends=backends, dry_run=args.dry_run, force=args.force,
-                              render_to=args.render_to, own_addresses=own, psl=default_psl(),
-                              now=now, progress=out.progress)
+                              render_to=args.render_to, own_addresses=own, facts=facts,
+                              psl=default_psl(), now=now, progress=out.progress)
     if out.json or args.dry_run or out.verbose or not result.ok:
         out.emit(result.to_dict(), lambda: plan_text(result))
     return EXIT_OK if result.ok else EXIT_FAIL
@@ -117,6 +122,9 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         "guard_rejects": status.get("guard_rejects", {}),
         "overrides": status.get("overrides", {}),
     }
+    facts = lifelines.kept(config, store)
+    doc["lifelines"] = {"protected": [{"value": v, "what": w} for v, w in facts.lifelines],
+                        "unresolved": list(facts.unresolved)}
     doc["firewall"] = firewall_status(config, store)
     doc["dns"] = dns_status(config)
     doc["isolation"] = (isolation_status(config, store, int(time.time()))
@@ -169,7 +177,7 @@ def status_text(doc: dict[str, Any]) -> str:
     lines = []
     red, reset = ("\033[1;31m", "\033[0m") if sys.stdout.isatty() else ("", "")
     for problem in doc.get("kernel_disagrees", []):
-        lines.append(f"{red}KERNEL AND INTENT DISAGREE: {problem}{reset}")
+        lines.append(f"{red}KERNEL AND INTENT DISAGREE: {shown(problem)}{reset}")
     if doc.get("kernel_disagrees"):
         lines += ["  what to do: the running daemon repairs this within seconds; otherwise "
                   "run `blocklist-agent sync` (or `nft -f /var/lib/blocklist-agent/enforced.nft`)",
@@ -177,12 +185,21 @@ def status_text(doc: dict[str, Any]) -> str:
     iso = doc.get("isolation")
     if iso and (iso["active"] or iso["peers"]):  # first, and in red on a terminal
         lines += [isolation_text(iso, color=sys.stdout.isatty()), ""]
+    # what follows quotes servers and feeds (errors, publishers): escaped, colours come only above
+    return "\n".join([*lines, shown("\n".join(_status_lines(doc)), newlines=True)])
+
+
+def _status_lines(doc: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     last = doc["last_sync"]
     if last:
         lines.append(f"last sync: {last['time']}, {last['result']}"
                      + (" (applied)" if last.get("applied") else " (not applied)"))
         if last.get("plan", {}).get("held"):
             lines.append(f"  HELD: {last['plan']['held']}")
+            if last.get("deescalated"):
+                lines.append(f"  applied at once: -{last['deescalated']['removed']} entries "
+                             "(removals and allows are never held)")
             lines.append("  what to do: check, then `blocklist-agent sync --force`")
         if last.get("error"):
             lines.append(f"  apply failed: {last['error']['message']}")
@@ -207,6 +224,15 @@ def status_text(doc: dict[str, Any]) -> str:
             detail = ", ".join(f"{k} {v}" for k, v in sorted(guard.items()))
             lines.append(f"  rejected: {f.get('parse_rejects', 0)} malformed"
                          + (f", guards: {detail}" if detail else ""))
+    life = doc.get("lifelines") or {}
+    if life.get("protected"):
+        shown_values = ", ".join(e["value"] for e in life["protected"][:8])
+        more = len(life["protected"]) - 8
+        lines.append(f"lifelines never blocked: {shown_values}"
+                     + (f" and {more} more (status --json)" if more > 0 else ""))
+    if life.get("unresolved"):
+        lines.append("  not resolved at the last sync (their kept addresses stay protected): "
+                     + ", ".join(life["unresolved"]))
     enforced = doc["enforced"]
     lines.append("enforced: " + (", ".join(f"{k} {_n(v)}" for k, v in enforced.items() if v)
                                  or "nothing"))
@@ -215,7 +241,7 @@ def status_text(doc: dict[str, Any]) -> str:
         lines += firewall_text(fw)
     if doc.get("dns") is not None:
         lines += dns_text(doc["dns"])
-    return "\n".join(lines)
+    return lines
 
 
 def firewall_text(fw: dict[str, Any]) -> list[str]:
@@ -244,7 +270,10 @@ def firewall_text(fw: dict[str, Any]) -> list[str]:
 def cmd_why(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     store = StateStore(config.state_dir)
-    policy = Policy.from_config(config, psl=default_psl())
+    facts = lifelines.kept(config, store)
+    policy = Policy.from_config(config, own_addresses=hostinfo.local_addresses(),
+                                lifelines=facts.lifelines, protected_addresses=facts.protected,
+                                psl=default_psl())
     try:
         allow_feeds = {f.name for f in config.feeds if f.role == "allow"}
         answer = explain(args.value, store, config.local_dir, policy, allow_feeds)
@@ -319,7 +348,7 @@ def why_text(a: dict[str, Any]) -> str:
                      f"by {o['by'] or '?'})")
     for g in a["guard"]:
         lines.append(f"  refused by guard rails ({g['feed']}): {g['detail']}")
-    return "\n".join(lines)
+    return shown("\n".join(lines), newlines=True)
 
 
 def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
