@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.merge import ENFORCING
 from agent.util.fsutil import atomic_write
 
 PREFIX = "blocklist_agent_"
@@ -124,7 +125,7 @@ def render(
     for name, count in sorted(enforced.items()):
         sets.add(count, set=name)
     m("enforced_total", "gauge", "Entries enforced in all sets.").add(
-        sum(c for n, c in enforced.items() if not n.startswith("allow")))
+        sum(c for n, c in enforced.items() if n in ENFORCING))
     m("applied_timestamp_seconds", "gauge", "When the enforced state was last applied.").add(
         applied_at)
     _isolation(m, isolation if isolation is not None else status.get("isolation"))

@@ -200,7 +200,7 @@ def process_feed(
             clock.add("parse", started)
     indicators, rejects, total, index = parsed
     started = time.perf_counter()
-    guard = policy.check(indicators)
+    guard = policy.for_feed(feed.min_prefix_v4, feed.min_prefix_v6).check(indicators)
     clock.add("guards", started)
     return FeedOutcome(
         name=feed.name, status=outcome_status, record=record, indicators=guard.accepted,
