@@ -123,7 +123,9 @@ def resolver_answer(config: Config, name: str, *, connect: Connect | None = None
         out["answers"] = sorted(f"{dns.rdatatype.to_text(r.rdtype)} {rd.to_text()}"
                                 for r in reply.answer for rd in r)
     trigger = out["trigger"]
-    effect = _effect(reply, action)
+    # the zone's own record says which action to look for: an RPZ feed's drop or NODATA
+    # is rendered as the feed gave it, whatever dns.action says
+    effect = _effect(reply, trigger["action"] if trigger is not None else action)
     if trigger is not None and trigger["action"] == "passthru":
         out["blocked"], out["detail"] = False, "allowed: the zone holds a passthru for it"
     elif effect and trigger is not None:

@@ -205,7 +205,7 @@ def _accepted(feed: FeedConfig, data: source.FeedData, policy: Policy, budget: B
     budget.take(feed, 0, parsed[2])
     started = time.perf_counter()
     try:
-        return parsed, policy.check(parsed[0])
+        return parsed, policy.for_feed(feed.min_prefix_v4, feed.min_prefix_v6).check(parsed[0])
     finally:
         clock.add("guards", started)
 

@@ -11,11 +11,21 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from agent.config import Config
-from agent.indicators import DOMAIN, IPV4, IPV6, Indicator, InvalidValue, normalize
+from agent.indicators import (
+    DOMAIN,
+    IPV4,
+    IPV6,
+    MAX_DNS_NAME,
+    PASSTHRU,
+    Indicator,
+    InvalidValue,
+    normalize,
+    owner_octets,
+)
 from agent.netrange import (
     AF_INET,
     AF_INET6,
@@ -38,9 +48,10 @@ OWN_ADDRESS = "own-address"
 PUBLIC_SUFFIX = "public-suffix"
 EXPIRED = "expired"
 RESERVED_NAME = "reserved-name"
+NAME_TOO_LONG = "name-too-long"
 LIFELINE = "lifeline"
 REASONS = (PREFIX_TOO_SHORT, SPECIAL_RANGE, PROTECTED, OWN_ADDRESS, PUBLIC_SUFFIX, EXPIRED,
-           RESERVED_NAME, LIFELINE)
+           RESERVED_NAME, LIFELINE, NAME_TOO_LONG)
 
 # IANA special-purpose registries (RFC 6890 and successors): never a sensible block target, and
 # blocking them could cut the hospital's own networks. `guards.allow_special` lifts a range.
@@ -137,6 +148,7 @@ class Policy:
     protected_ancestors: frozenset[str]
     psl: PublicSuffixes
     now: int
+    zone: str = "rpz.blocklist-agent."  # dns.zone: every name must fit under it (255 octets)
 
     @classmethod
     def build(
@@ -151,6 +163,7 @@ class Policy:
         protected_addresses: Iterable[tuple[str, str]] = (),
         psl: PublicSuffixes,
         now: int | None = None,
+        zone: str = "rpz.blocklist-agent.",
     ) -> Policy:
         """`lifelines` and `protected_addresses` are (address or name, what it is) pairs found
         at the edge (agent/lifelines.py); the second only holds addresses."""
@@ -202,6 +215,7 @@ class Policy:
             protected_ancestors=_ancestors(names),
             psl=psl,
             now=int(time.time()) if now is None else now,
+            zone=zone,
         )
 
     @classmethod
@@ -228,10 +242,26 @@ class Policy:
             min_prefix_v4=g.min_prefix_v4, min_prefix_v6=g.min_prefix_v6, protected=protected,
             allow_special=g.allow_special, own_addresses=own_addresses, lifelines=lifelines,
             protected_addresses=protected_addresses, psl=psl, now=now,
+            zone=config.dns.zone,
         )
 
+    def for_feed(self, min_prefix_v4: int | None, min_prefix_v6: int | None) -> Policy:
+        """This policy with a feed's own `min_prefix_v4` / `min_prefix_v6` (None: the guards'),
+        e.g. Spamhaus DROPv6, whose /29 allocations the default /32 minimum would refuse."""
+        v4 = self.min_prefix_v4 if min_prefix_v4 is None else min_prefix_v4
+        v6 = self.min_prefix_v6 if min_prefix_v6 is None else min_prefix_v6
+        if (v4, v6) == (self.min_prefix_v4, self.min_prefix_v6):
+            return self
+        return replace(self, min_prefix_v4=v4, min_prefix_v6=v6, prefix_rule={
+            IPV4: (AF_INET, v4, 32 - v4), IPV6: (AF_INET6, v6, 128 - v6)})
+
     def check_one(self, ind: Indicator) -> GuardReject | None:
-        """The reason this indicator must not be enforced, or None when it is safe."""
+        """The reason this indicator must not be enforced, or None when it is safe.
+
+        A feed's exception (PASSTHRU) blocks nothing, so only what the zone must hold applies.
+        """
+        if ind.action == PASSTHRU:
+            return self._check_zone(ind) if ind.type == DOMAIN else None
         if ind.expires is not None and ind.expires <= self.now:
             return GuardReject(ind, EXPIRED, f"{ind.value}: expired at {iso_z(ind.expires)}")
         if ind.type == DOMAIN:
@@ -252,11 +282,28 @@ class Policy:
             covered = sorted(n for n in self.lifeline_names if n.endswith("." + name))
             return GuardReject(ind, LIFELINE, f"*.{name} would cover {covered[0]}, a lifeline "
                                f"of this gateway: {self.lifeline_names[covered[0]]}")
+        bad = self._check_zone(ind)
+        if bad is not None:
+            return bad
+        if self.psl.is_public_suffix(name):
+            return GuardReject(ind, PUBLIC_SUFFIX, f"{name} is a public suffix (a whole registry)")
+        return None
+
+    def _check_zone(self, ind: Indicator) -> GuardReject | None:
+        """What the RPZ zone cannot hold: a name ending in an RPZ keyword label, or one whose
+        owner under `dns.zone` (`*.` included for a wildcard) passes 255 octets, which would make
+        the resolver refuse the whole zone and a dynamic update fail halfway."""
+        name = ind.value
         if name.rpartition(".")[2].startswith("rpz-"):
             # "8.0.0.0.10.rpz-ip" in a feed would become an RPZ trigger for 10.0.0.0/8
             return GuardReject(ind, RESERVED_NAME, f"{name} ends in an RPZ keyword label")
-        if self.psl.is_public_suffix(name):
-            return GuardReject(ind, PUBLIC_SUFFIX, f"{name} is a public suffix (a whole registry)")
+        octets = owner_octets(name, self.zone, wildcard=ind.subdomains)
+        if octets > MAX_DNS_NAME:
+            shown = ind.shown if len(ind.shown) <= 60 else ind.shown[:57] + "..."
+            return GuardReject(
+                ind, NAME_TOO_LONG,
+                f"{shown} ({len(name)} characters) does not fit under dns.zone {self.zone}: its "
+                f"RPZ owner would be {octets} octets, more than the {MAX_DNS_NAME} of a DNS name")
         return None
 
     def _check_ip(self, ind: Indicator) -> GuardReject | None:

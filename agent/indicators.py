@@ -25,6 +25,14 @@ IPV4 = "ipv4"
 IPV6 = "ipv6"
 DOMAIN = "domain"
 TYPES = (IPV4, IPV6, DOMAIN)
+# What a feed says to do with a match (`Indicator.action`). "" blocks with the operator's
+# `dns.action`; the others are what an RPZ feed wrote: `rpz-drop.`, `CNAME *.` and
+# `rpz-passthru.` (an exception to that feed's own blocks, never a block itself).
+BLOCK = ""
+DROP = "drop"
+NODATA = "nodata"
+PASSTHRU = "passthru"
+ACTIONS = (BLOCK, DROP, NODATA, PASSTHRU)
 
 
 class Indicator(NamedTuple):
@@ -33,9 +41,12 @@ class Indicator(NamedTuple):
     `value` is canonical text: "192.0.2.1", "198.51.100.0/24", "2001:db8::1", "2001:db8::/32" or
     "evil.example" (lowercase, ASCII/punycode, no trailing dot). A prefix keeps its type (ipv4 or
     ipv6) and is recognised by its "/". `subdomains` only means something for domains: the entry
-    also covers every name below it (`*.name` in RPZ). `expires` is a Unix time or None. `ref` is
-    where it came from inside its source (a line number, or an object id for JSON formats), kept
-    for `why`.
+    also covers every name below it. `below` narrows that to the names below only, not the name
+    itself (an RPZ `*.name` trigger without a `name` one); it is only ever set with `subdomains`,
+    so that code reading `subdomains` alone errs towards covering more, never less (the guards'
+    protected-name test). `expires` is a Unix time or None. `ref` is where it came from inside
+    its source (a line number, or an object id for JSON formats), kept for `why`. `action` is one
+    of ACTIONS.
     """
 
     type: str
@@ -43,6 +54,20 @@ class Indicator(NamedTuple):
     subdomains: bool = False
     expires: int | None = None
     ref: str = ""
+    below: bool = False
+    action: str = BLOCK
+
+    @property
+    def shown(self) -> str:
+        """The value as an operator writes it: "*.name" when it covers the names below."""
+        return f"*.{self.value}" if self.subdomains else self.value
+
+    @property
+    def flag(self) -> str:
+        """The coverage column of the provenance index (`why`): "" the value, "*" it and below,
+        "." below only; "!" first for an exception."""
+        cover = "." if self.below else "*" if self.subdomains else ""
+        return "!" + cover if self.action == PASSTHRU else cover
 
     @property
     def is_prefix(self) -> bool:
@@ -52,6 +77,10 @@ class Indicator(NamedTuple):
         out: dict[str, object] = {"type": self.type, "value": self.value}
         if self.type == DOMAIN:
             out["subdomains"] = self.subdomains
+            if self.below:
+                out["below_only"] = True
+        if self.action:
+            out["action"] = self.action
         if self.expires is not None:
             out["expires"] = self.expires
         if self.ref:
@@ -91,6 +120,14 @@ HOSTNAME_RE = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 SAFE_NAME_CHARS = re.compile(r"[a-z0-9_.\-*]*")
 SAFE_ADDR_CHARS = re.compile(r"[0-9a-f.:/]*")
 _ALL_DIGITS = re.compile(r"[0-9]+")
+# Characters of no address, prefix, name or URL (letters and digits of any script, "_", ".",
+# "-", "*", and the ":", "/", "[", "]", "%" of addresses are): a value holding one is in a syntax
+# the format does not have (adblock "||x^", dnsmasq "address=/x/", a sentence).
+_FOREIGN = re.compile(r"[^\w.*:/\[\]%-]")
+_HEX_GROUP = re.compile(r"\[?[0-9A-Fa-f]{0,4}")
+# IDNA maps some characters to nothing, so a Unicode name may shrink; none of 1024 is a name.
+_MAX_UNICODE_NAME = 1024
+MAX_DNS_NAME = 255  # octets on the wire, root label included (RFC 1035 section 2.3.4)
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 _inet_pton = socket.inet_pton
 _FAMILY = {IPV4: (socket.AF_INET, 32), IPV6: (socket.AF_INET6, 128)}
@@ -122,7 +159,7 @@ def normalize_ip(text: str) -> tuple[str, str]:
         raise InvalidValue(f"not a valid {kind} address: {_clip(text)}") from None
     if not slash:
         return kind, socket.inet_ntop(family, packed)
-    if not _ALL_DIGITS.fullmatch(length) or int(length) > bits:
+    if len(length) > 3 or not _ALL_DIGITS.fullmatch(length) or int(length) > bits:
         raise InvalidValue(f"bad prefix length in {_clip(text)}")
     plen = int(length)
     if plen == bits:
@@ -144,6 +181,9 @@ def normalize_domain(text: str) -> str:
         name = name[:-1]
     if not name:
         raise InvalidValue("empty name")
+    if len(name) > 253 and (name.isascii() or len(name) > _MAX_UNICODE_NAME):
+        # before IDNA: its mapping costs per character, and no such text is a name
+        raise InvalidValue(f"name longer than 253 characters: {_clip(text)}")
     if not name.isascii():
         name = _to_punycode(name, text)
     if len(name) > 253:
@@ -254,7 +294,8 @@ def try_normalize(
     try:
         ind = normalize(text, ref=ref, expires=expires)
     except InvalidValue as exc:
-        rejects.append(Reject(ref, str(exc), _clip(text.strip())))
+        token = text.strip()
+        rejects.append(Reject(ref, _format_reason(token, exc), _clip(token)))
         return
     if subdomains and ind.type == DOMAIN and not ind.subdomains:
         ind = ind._replace(subdomains=True)
@@ -263,3 +304,29 @@ def try_normalize(
 
 def result(indicators: Iterable[Indicator], rejects: Iterable[Reject]) -> ParseResult:
     return ParseResult(tuple(indicators), tuple(rejects))
+
+
+# The start of the reason for a value in a syntax the format does not have; a parser reading a
+# typed column (`formats._common.add`) replaces it by what the column holds.
+UNKNOWN = "not a value this format knows"
+
+
+def _format_reason(token: str, exc: InvalidValue) -> str:
+    """The reject reason for a feed value: the normalizer's, unless the value is not even an
+    attempt at an address, prefix, name or URL ("md5:...", "||x^", "local-zone: ..."), which the
+    normalizer would report as a bad IPv6 address or a bad name: then it says so."""
+    if "://" in token or token[:4].lower() == "hxxp":
+        return str(exc)
+    colon = token.find(":")
+    hex_group = _HEX_GROUP.match(token)
+    if _FOREIGN.search(token) or (colon >= 0 and hex_group and hex_group.end() != colon):
+        return f"{UNKNOWN}: {_clip(token)}"
+    return str(exc)
+
+
+def owner_octets(name: str, zone: str, *, wildcard: bool = False) -> int:
+    """Wire length of the RPZ owner `[*.]name.zone.`: each label's text plus its length octet,
+    plus the root's zero octet. It must not exceed MAX_DNS_NAME for the zone to hold it."""
+    zone = zone.strip(".")
+    octets = len(name) + 2 + (len(zone) + 1 if zone else 0)
+    return octets + 2 if wildcard else octets

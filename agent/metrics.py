@@ -4,8 +4,10 @@ The gateway already runs node_exporter in most hospital fleets; a textfile needs
 on a gateway, no HTTP server in the agent, and survives the agent being down (the file's
 `blocklist_agent_metrics_timestamp_seconds` then stops moving, which is itself an alert).
 
-`render()` is a pure function of what the agent recorded (status.json, the applied counts) and
-of what the firewall backend counts (blocked packets, offenders), so a test can check every line.
+`render()` is a pure function of what the agent recorded (status.json, the applied counts), of
+what the firewall backend counts (blocked packets, offenders) and, from the daemon, of what the
+kernel holds now (table present, isolation sets) and the repairs its watcher made, so a test can
+check every line.
 `write()` replaces the file atomically: node_exporter must never read half a file.
 
 Gauges describe the last attempt, not totals since start: `feed_rejected` is how many entries
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.merge import ENFORCING
 from agent.util.fsutil import atomic_write
 
 PREFIX = "blocklist_agent_"
@@ -100,13 +103,17 @@ def render(
     isolation: Mapping[str, Any] | None = None,
     counters: Mapping[str, int] | None = None,
     offenders: Sequence[Mapping[str, Any]] | None = None,
+    kernel: Mapping[str, Any] | None = None,
+    repairs: Mapping[str, int] | None = None,
 ) -> str:
     """The textfile for `status` (status.json) and the enforced set sizes, at time `now`.
 
     `isolation` is the kill switch's state ({"active", "since", "peers": [{"name"}...]});
     without it, status["isolation"] is used if present, else "not isolated". `counters` (set ->
     packets dropped) and `offenders` (internal hosts that hit the blocklist) come from the
-    firewall backend when it provides them; None leaves them out.
+    firewall backend when it provides them; None leaves them out. `kernel` ({"table_present",
+    "in_sync", "mismatch"}) and `repairs` (kind -> count since the daemon started) come from
+    the daemon's kernel watcher.
     """
     m = _Families()
     m("info", "gauge", "Version of the agent that wrote this file.").add(1, version=__version__)
@@ -118,10 +125,14 @@ def render(
     for name, count in sorted(enforced.items()):
         sets.add(count, set=name)
     m("enforced_total", "gauge", "Entries enforced in all sets.").add(
-        sum(c for n, c in enforced.items() if not n.startswith("allow")))
+        sum(c for n, c in enforced.items() if n in ENFORCING))
     m("applied_timestamp_seconds", "gauge", "When the enforced state was last applied.").add(
         applied_at)
     _isolation(m, isolation if isolation is not None else status.get("isolation"))
+    if kernel is not None:
+        _kernel(m, kernel)
+    if repairs is not None:
+        _repairs(m, repairs)
     if counters is not None:
         packets = m("blocked_packets_total", "counter",
                     "Packets dropped by the agent's nftables rules, per set that matched.")
@@ -206,11 +217,41 @@ def _isolation(m: _Families, isolation: object) -> None:
     m("isolation_active", "gauge", "1 while internet egress is cut (the kill switch).").add(active)
     m("isolation_since_timestamp_seconds", "gauge", "When the current isolation started.").add(
         since)
+    expires = isolation.get("expires_in") if isinstance(isolation, Mapping) else None
+    m("isolation_expires_seconds", "gauge",
+      "Seconds before the kernel lifts the isolation by itself (its --for deadline).").add(
+        expires if active and isinstance(expires, int | float) else None)
     quarantined = m("isolation_peer", "gauge", "1 for each partner network quarantined.")
     for peer in peers:
         name = peer.get("name") if isinstance(peer, Mapping) else peer
         if name:
             quarantined.add(1, peer=name)
+
+
+KINDS = ("table_deleted", "ruleset_changed", "element_deleted", "element_added",
+         "isolation_lifted", "events_lost")
+
+
+def _kernel(m: _Families, kernel: Mapping[str, Any]) -> None:
+    m("kernel_table_present", "gauge",
+      "1 if the agent's nftables table is in the kernel (0: nothing enforced there).").add(
+        bool(kernel.get("table_present")))
+    in_sync = kernel.get("in_sync")
+    m("kernel_in_sync", "gauge",
+      "1 if the table's chains and sets are as last applied.").add(
+        None if in_sync is None else bool(in_sync))
+    m("kernel_mismatch", "gauge",
+      "1 while the kernel and the agent's intent disagree (being repaired).").add(
+        bool(kernel.get("mismatch")))
+
+
+def _repairs(m: _Families, repairs: Mapping[str, int]) -> None:
+    """Every kind, zeros included: an alert on increase() needs the series to exist first."""
+    family = m("repairs_total", "counter",
+               "Repairs of the agent's table after a change made outside the agent, by what "
+               "was found.")
+    for kind in sorted(set(KINDS) | set(repairs)):
+        family.add(int(repairs.get(kind, 0)), kind=kind)
 
 
 def _offenders(m: _Families, offenders: Sequence[Mapping[str, Any]]) -> None:

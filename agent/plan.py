@@ -18,11 +18,10 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from agent.coverage import Share, blocklist_share
-from agent.indicators import DOMAIN, IPV4, IPV6, Indicator
-from agent.merge import SET_NAMES, Blocklist, covering_parent, merge
+from agent.indicators import DOMAIN, DROP, IPV4, IPV6, NODATA, PASSTHRU, Indicator
+from agent.merge import ENFORCING, SET_NAMES, Blocklist, covering_parent, merge, name_trigger
 from agent.netrange import AF_INET, AF_INET6, SpanSet, intersect, spans, to_cidrs
 
-ENFORCING = ("v4", "v4_nets", "v6", "v6_nets", "names", "wild")
 # Below this many enforced entries the ratio means little (one local allow that splits a /24
 # into seven prefixes is "57 %" of a list of twelve): like octoDNS, small sets are not held.
 MIN_ENTRIES_FOR_HOLD = 10
@@ -135,30 +134,47 @@ def deescalation(previous: Blocklist, new: Blocklist) -> Blocklist:
     the local allows of both. Nothing that `previous` did not block is blocked."""
     v4, v4_nets = _still_blocked(previous.v4, previous.v4_nets, new.v4, new.v4_nets, AF_INET)
     v6, v6_nets = _still_blocked(previous.v6, previous.v6_nets, new.v6, new.v6_nets, AF_INET6)
-    names = {n for n in previous.names
-             if n in new.names or n in new.wild or covering_parent(n, new.wild)}
-    wild = set()
-    for w in previous.wild:
-        if w in new.wild or covering_parent(w, new.wild):
-            wild.add(w)
-        elif w in new.names:  # narrowed to the name alone: its subdomains are unblocked
-            names.add(w)
+    names = {n for n in previous.names if name_trigger(new, n) is not None}
+    wild: set[str] = set()
+    below: set[str] = set()
+    for w in (*previous.wild, *previous.below):
+        subtree = w in new.wild or w in new.below or _under(w, new.wild, new.below)
+        if subtree:  # the names below stay blocked (new's exceptions under it come along)
+            (wild if w in previous.wild and name_trigger(new, w) else below).add(w)
+        elif w in previous.wild and name_trigger(new, w) is not None:
+            names.add(w)  # narrowed to the name alone: its subdomains are unblocked
+    kept = names | wild | below
     return Blocklist(
         v4=v4, v4_nets=v4_nets, v6=v6, v6_nets=v6_nets, names=frozenset(names),
         wild=frozenset(wild), allow_names=previous.allow_names | new.allow_names,
         allow_wild=previous.allow_wild | new.allow_wild,
-        allow_ips=previous.allow_ips | new.allow_ips,
+        allow_ips=previous.allow_ips | new.allow_ips, below=frozenset(below),
+        # exceptions only unblock: both sides' apply at once
+        pass_names=previous.pass_names | new.pass_names,
+        pass_below=previous.pass_below | new.pass_below,
+        drop=previous.drop & kept, nodata=previous.nodata & kept,
     )
+
+
+def _under(name: str, *groups: frozenset[str]) -> bool:
+    return any(covering_parent(name, group) is not None for group in groups)
 
 
 def allowed_only(previous: Blocklist, allow: Iterable[Indicator]) -> Blocklist:
     """`previous` with the local allows carved out and nothing else changed: what a held plan
     applies at once when its removals alone are too many to trust (an emptied feed)."""
+    def action(name: str) -> str:
+        return DROP if name in previous.drop else NODATA if name in previous.nodata else ""
+
     entries = [
         *(Indicator(IPV4, v) for v in (*previous.v4, *previous.v4_nets)),
         *(Indicator(IPV6, v) for v in (*previous.v6, *previous.v6_nets)),
-        *(Indicator(DOMAIN, v) for v in previous.names),
-        *(Indicator(DOMAIN, v, subdomains=True) for v in previous.wild),
+        *(Indicator(DOMAIN, v, action=action(v)) for v in previous.names),
+        *(Indicator(DOMAIN, v, True, action=action(v)) for v in previous.wild),
+        *(Indicator(DOMAIN, v, True, below=True, action=action(v)) for v in previous.below),
+        # the exceptions as they were: one source, so they scope to these very blocks
+        *(Indicator(DOMAIN, v, action=PASSTHRU) for v in previous.pass_names),
+        *(Indicator(DOMAIN, v, True, below=True, action=PASSTHRU) for v in previous.pass_below),
     ]
     return merge([entries], allow=allow)
 

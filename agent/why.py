@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import overrides
-from agent.guards import Policy
+from agent.guards import PREFIX_TOO_SHORT, Policy
 from agent.indicators import DOMAIN, IPV4, Indicator, normalize
-from agent.merge import Blocklist, covering_parent
+from agent.merge import Blocklist, name_trigger
 from agent.netrange import covers
 from agent.state import StateStore
 
@@ -39,10 +39,13 @@ class Answer:
         }
 
 
-def _covers(entry: str, entry_wild: bool, target: Indicator) -> bool:
-    """Does a list entry (value + subdomain flag) block `target`?"""
+def _covers(entry: str, flag: str, target: Indicator) -> bool:
+    """Does a list entry (value + coverage flag, `Indicator.flag`) cover `target`?"""
     if target.type == DOMAIN:
-        return entry == target.value or (entry_wild and target.value.endswith("." + entry))
+        cover = flag.lstrip("!")
+        if entry == target.value:
+            return cover != "."  # "*.x" alone (below only) does not cover x itself
+        return cover in ("*", ".") and target.value.endswith("." + entry)
     if entry == target.value:
         return True
     if "/" not in entry:
@@ -55,20 +58,27 @@ def _covers(entry: str, entry_wild: bool, target: Indicator) -> bool:
 
 def _enforced(bl: Blocklist, target: Indicator) -> Iterator[dict[str, str]]:
     if target.type == DOMAIN:
-        if target.value in bl.names:
-            yield {"set": "names", "entry": target.value}
-        if target.value in bl.wild:
-            yield {"set": "wild", "entry": f"*.{target.value}"}
-        parent = covering_parent(target.value, bl.wild)
-        if parent:
-            yield {"set": "wild", "entry": f"*.{parent}"}
+        yield from _name_verdict(bl, target.value)
         return
     singles, nets = ("v4", "v4_nets") if target.type == IPV4 else ("v6", "v6_nets")
     if target.value in getattr(bl, singles):
         yield {"set": singles, "entry": target.value}
     for net in getattr(bl, nets):
-        if _covers(net, False, target):
+        if _covers(net, "", target):
             yield {"set": nets, "entry": net}
+
+
+def _name_verdict(bl: Blocklist, name: str) -> Iterator[dict[str, str]]:
+    """The record RPZ applies to `name` (`merge.name_trigger`), with the action a feed gave."""
+    found = name_trigger(bl, name)
+    if found is None:
+        return
+    group, owner = found
+    action = "drop" if owner in bl.drop else "nodata" if owner in bl.nodata else ""
+    entry = owner if group == "names" else f"*.{owner}"
+    if group == "wild" and owner == name:
+        entry = f"*.{name}"
+    yield {"set": group, "entry": entry, **({"action": action} if action else {})}
 
 
 def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None,
@@ -89,25 +99,32 @@ def explain(value: str, store: StateStore, local_dir: str, policy: Policy | None
         serial = cached.record.serial
         for line in cached.index_lines():
             entry, flag, ref = _fields(line)
-            if _covers(entry, flag == "*", target):
-                shown = f"*.{entry}" if flag == "*" else entry
+            if _covers(entry, flag, target):
+                shown = f"*.{entry}" if flag.lstrip("!") in ("*", ".") else entry
                 found = {"feed": name, "serial": serial, "entry": shown, "ref": ref}
-                (ans.allowed_by if name in allow_feeds else ans.sources).append(found)
+                if flag.startswith("!"):  # the feed's exception to its own blocks
+                    ans.allowed_by.append({"exception": name, **found})
+                else:
+                    (ans.allowed_by if name in allow_feeds else ans.sources).append(found)
         for line in cached.reject_lines():
             entry, reason, detail = _fields(line)
             if entry == target.value:
                 ans.guard.append({"feed": name, "reason": reason, "detail": detail})
     local = overrides.load(local_dir)
     for o in local.allow:
-        if _covers(o.indicator.value, o.indicator.subdomains, target):
+        if _covers(o.indicator.value, o.indicator.flag, target):
             ans.allowed_by.append({"override": "allow", **o.to_dict()})
     for o in local.deny:
-        if _covers(o.indicator.value, o.indicator.subdomains, target):
+        if _covers(o.indicator.value, o.indicator.flag, target):
             ans.sources.append({"feed": "local deny", "entry": o.indicator.value,
                                 "ref": o.where, "reason": o.reason, "by": o.author})
     if policy is not None:
         bad = policy.check_one(target)
-        if bad is not None and all(g["detail"] != bad.detail for g in ans.guard):
+        # enforced from a feed despite the guards' minimum: that feed has its own min_prefix_v*
+        overridden = bad is not None and bad.reason == PREFIX_TOO_SHORT and ans.blocked and any(
+            "serial" in s for s in ans.sources)
+        if bad is not None and not overridden and all(g["detail"] != bad.detail
+                                                      for g in ans.guard):
             ans.guard.append({"feed": "(guards)", "reason": bad.reason, "detail": bad.detail})
     return ans
 

@@ -129,10 +129,22 @@ The daemon sends \fBWATCHDOG=1\fR to systemd from its main loop, describes what 
 With \fBmetrics_file\fR set, it writes Prometheus metrics there (node_exporter textfile format,
 replaced atomically after every sync and every minute).
 .PP
+With the nftables firewall, the daemon watches its table in the kernel (a check every half
+second, and \fBnft monitor elements\fR): a flushed ruleset, a deleted table, a changed chain or
+set, an element deleted or added by hand, an emptied \fBiso_wan\fR are repaired within about a
+second (by a full reload, or element by element), each logged with what was found
+(\fBACTION=repair\fR, \fBKIND=\fR) and counted in the metric
+\fBblocklist_agent_repairs_total{kind=...}\fR. An interface added to \fBiso_wan\fR by hand (as
+\fIbreak\-glass.nft\fR does) is a cut, and is kept. \fBSTATUS=\fR and the metrics say what the
+kernel holds: a table missing from the kernel is reported as such, whatever was recorded.
+.PP
 At boot,
 .B blocklist\-agent\-boot.service
 loads \fI/var/lib/blocklist\-agent/enforced.nft\fR with \fBnft \-f\fR before the network comes
-up, so the last enforced blocklist is in place before the daemon (or Python) runs.
+up, so the last enforced blocklist is in place before the daemon (or Python) runs. It is bound
+to \fBnftables.service\fR (whose \fI/etc/nftables.conf\fR starts with \fBflush ruleset\fR):
+\fBsystemctl restart nftables\fR or \fBreload\fR loads it again right after, so enforcement and
+an isolation in force come back even with the daemon stopped.
 """
 
 PROSE_TAIL = r"""
@@ -147,7 +159,15 @@ hand; watched by the daemon.
 .TP
 .I /var/lib/blocklist\-agent/
 The state: the last good copy of every feed, \fIapplied.json\fR, \fIstatus.json\fR, the audit
-trail \fIhistory.jsonl\fR and \fIenforced.nft\fR. Removed when the package is purged.
+trail \fIhistory.jsonl\fR and \fIenforced.nft\fR. Removed when the package is purged, except
+\fIhistory.jsonl\fR, which a purge keeps unless \fBBLOCKLIST_AGENT_PURGE_HISTORY\fR is set or
+the file \fI/var/lib/blocklist\-agent/purge\-history\fR exists.
+.PP
+Removing the package leaves the agent's nftables table (and an isolation in force) in the
+kernel until reboot, on purpose; \fBremove\fR and \fBpurge\fR say so, with the commands that
+lift it (\fBblocklist\-agent restore\fR before removal; \fBnft flush set inet blocklist_agent
+iso_wan\fR, \fBnft delete table inet blocklist_agent\fR). Installing or upgrading never lifts an
+isolation found in the kernel: it is recorded (by "package install") and kept.
 .TP
 .I /usr/share/blocklist\-agent/example\-feed/
 A signed example feed that needs no network.
@@ -161,6 +181,10 @@ Proxies for the feed downloads, as usual.
 .TP
 .BR NOTIFY_SOCKET ", " WATCHDOG_USEC
 Set by systemd for \fBrun\fR.
+.TP
+.B BLOCKLIST_AGENT_PURGE_HISTORY
+Set (to anything) when purging the package to delete the audit trail \fIhistory.jsonl\fR too,
+e.g. \fBBLOCKLIST_AGENT_PURGE_HISTORY=yes apt\-get purge blocklist\-agent\fR.
 .SH "EXIT STATUS"
 .TP
 .B 0

@@ -11,6 +11,7 @@ APT_PACKAGES=(
   # development, tests and the lab
   python3-venv iproute2 minisign unbound bind9 bind9-utils bind9-dnsutils knot knot-resolver
   lua-cqueues
+  faketime  # the kill switch's clock-jump tests (tests/lab/test_isolation_trust.py)
   curl make
   # `make deb` and its test: build, lint, install into a debootstrap tree, systemd-analyze
   debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-wheel

@@ -29,10 +29,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from agent import isolation
 from agent.backends.base import ApplyContext
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation, KernelView
@@ -46,6 +46,7 @@ from agent.render.common import checked
 from agent.render.nft_blocklist import render_table, render_update
 from agent.render.nft_isolation import render_break_glass, render_isolation_script
 from agent.state import StateStore
+from agent.util.ifname import ifname_problem
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +75,33 @@ class TableWriter:
 
     # -- reading ----------------------------------------------------------------------------
     def desired_isolation(self) -> IsolationState:
-        """The intent (isolation.json); call it under the lock when the answer is committed."""
-        return record.load(self.store)
+        """The intent for the current configuration (agent.isolation.intent: the record with
+        its deadlines on the boot's clock, the configured essentials); call it under the lock
+        when the answer is committed."""
+        return isolation.desired(self.config, self.store)
 
     def _carried_isolation(self, now: int) -> IsolationState:
         """What a full reload must carry: the intent, with the time the kernel has left on a
-        deadline when the kernel still holds it (the kernel's timeout is the truth, not the
-        wall clock, which may have jumped)."""
-        state = self.desired_isolation()
+        deadline when it holds the elements, and an isolation the kernel holds without a
+        record (break-glass.nft) kept (restore lifts it)."""
         try:
-            kernel = self.view.isolation()
+            kernel: KernelIsolation | None = self.view.isolation()
         except ApplyError:
-            return state.live(now)
-        if state.active and kernel.wan:
-            left = [s for s in kernel.wan.values() if s is not None]
-            if left and state.deadline is not None:
-                state = replace(state, deadline=now + max(1, min(left)))
-            return state
-        if not state.active and kernel.wan and not self.store.load_isolation():
-            # the kernel is isolated with no record at all: break-glass.nft was loaded by hand;
-            # a reload keeps it (restore lifts it)
-            return IsolationState(active=True, since=now, by="break-glass",
-                                  reason="break-glass.nft loaded with nft -f",
-                                  allow=state.allow, resolved=state.resolved)
-        return state.live(now)
+            kernel = None
+        return isolation.desired(self.config, self.store, kernel)
+
+    def _follow_config(self, note: str, now: int) -> str:
+        """Under the lock, after a sync's apply that left the isolation sets alone: they follow
+        the current configuration (wan_interfaces or the essentials changed while isolated)."""
+        kernel = self.view.isolation()
+        state = isolation.desired(self.config, self.store, kernel)
+        why = isolation.drift(self.config, state, kernel)
+        if why is None:
+            return note
+        log.warning("nftables: isolation re-applied: %s", why)
+        self._commit(render_isolation_script(self.fw, state, now), generation=None,
+                     blocklist=self._boot_blocklist(), isolation=state, now=now)
+        return f"{note}; isolation re-applied ({why})"
 
     # -- committing -------------------------------------------------------------------------
     def _commit(self, script: str, *, generation: int | None, blocklist: Blocklist | None,
@@ -193,11 +197,12 @@ class TableWriter:
                 damaged = self.boot_files_damaged()
                 if plan.empty and damaged:
                     self._commit_boot_only(blocklist, now, damaged)
-                    return f"nftables: unchanged; boot files rewritten ({', '.join(damaged)})"
+                    return self._follow_config(
+                        f"nftables: unchanged; boot files rewritten ({', '.join(damaged)})", now)
                 if plan.empty:
                     self.store.save_nft_record(
                         {**self.store.load_nft_record(), "generation": ctx.generation})
-                    return "nftables: unchanged"
+                    return self._follow_config("nftables: unchanged", now)
                 try:
                     self._commit(render_update(self.fw, plan, blocklist),
                                  generation=ctx.generation, blocklist=blocklist,
@@ -205,8 +210,8 @@ class TableWriter:
                 except ApplyError as exc:
                     why_full = f"the incremental update was refused ({exc.what.splitlines()[0]})"
                 else:
-                    return (f"nftables: incremental update, +{plan.added} -{plan.removed} "
-                            "entries")
+                    return self._follow_config(f"nftables: incremental update, +{plan.added} "
+                                               f"-{plan.removed} entries", now)
             log.warning("nftables: full reload of table %s: %s", self.fw.table, why_full)
             self._reload(blocklist, ctx.generation, now)
             return f"nftables: full reload ({why_full})"
@@ -260,6 +265,25 @@ class TableWriter:
             log.warning("nftables: repair of table %s: %s", self.fw.table, reason)
             self._reload(blocklist, int(meta.get("generation", 0)), now)
             return f"nftables: repaired by a full reload ({reason})"
+
+    def repair_isolation(self, reason: str) -> KernelIsolation:
+        """Put the isolation intent back into the isolation and management sets (the daemon's
+        watcher found them changed by others), read under the lock as a reload reads it. A cut
+        the kernel holds beyond the intent (break-glass.nft) is kept: a repair never opens."""
+        with self.store.kernel_lock(self.lock_timeout):
+            now = record.now()
+            state = self._carried_isolation(now)
+            wanted = set(self.fw.wan_interfaces) if state.live(now).active else set()
+            kept = [f'"{name}"' + (f" timeout {left}s" if left else "")
+                    for name, left in self.view.isolation().wan.items()
+                    if name not in wanted and ifname_problem(name) is None]
+            script = render_isolation_script(self.fw, state, now)
+            if kept:
+                script += f"add element inet {self.fw.table} iso_wan {{ {', '.join(kept)} }}\n"
+            self._commit(script, generation=None, blocklist=self._boot_blocklist(),
+                         isolation=state, now=now)
+            log.warning("nftables: repaired the isolation sets: %s", reason)
+            return self.view.isolation()
 
     def repair_elements(self, set_name: str, add: list[str], delete: list[str],
                         reason: str) -> str:

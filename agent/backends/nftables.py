@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent import isolation
 from agent.backends.base import ApplyContext, Backend
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation, KernelView
@@ -23,6 +24,7 @@ from agent.backends.nft_writer import TableWriter, config_hash
 from agent.config import Config
 from agent.errors import ApplyError
 from agent.isolation import record
+from agent.isolation.status import disagreement as isolation_disagreement
 from agent.merge import Blocklist
 from agent.plan import Plan
 from agent.state import StateStore
@@ -50,18 +52,13 @@ def disagreements(config: Config, store: StateStore, skeleton: str | None,
                        "(nftables was applied, the rest of that sync was not)")
         if rec and rec.get("config") != config_hash(fw):
             out.append("the firewall settings changed since the table was applied")
-    intent = record.load(store)
-    if intent.active and not iso.wan:
-        expired = intent.deadline is not None and intent.deadline <= now
-        if not expired:
-            out.append("isolation is recorded but the kernel does NOT cut the internet "
-                       "(iso_wan is empty)")
-    if iso.wan and not intent.active:
+    verdict = isolation.current(config, store, iso)
+    why = isolation_disagreement(config, verdict, iso)  # on the boot's clock, not the wall's
+    if why is not None:
+        out.append(why)
+    if verdict.adopted:
         out.append(f"the kernel cuts {', '.join(sorted(iso.wan))} but no isolation is "
                    "recorded (break-glass.nft or a manual change)")
-    if intent.active and iso.wan and set(iso.wan) != set(fw.wan_interfaces):
-        out.append(f"the kernel cuts {', '.join(sorted(iso.wan))}, the configuration says "
-                   f"{', '.join(fw.wan_interfaces)}")
     return out
 
 

@@ -8,9 +8,11 @@ import getpass
 import json
 import logging
 import os
+import pwd
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent import config as config_mod
@@ -45,16 +47,44 @@ class Output:
         print(f"blocklist-agent: {message}", file=sys.stderr)
 
 
+LOGINUID = Path("/proc/self/loginuid")
+_NO_LOGINUID = 4294967295  # (uid_t) -1: no login session (a service, a container)
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid-{uid}"
+
+
 def operator() -> str:
-    """The person behind the command, also through sudo (for the audit trail)."""
-    for var in ("SUDO_USER", "LOGNAME", "USER"):
+    """The person behind the command, for the audit trail: the login uid first (set at login,
+    kept through sudo and su, not changed by the environment), then sudo's SUDO_USER, then the
+    terminal's login name (logname), then the user."""
+    try:
+        uid = int(LOGINUID.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        uid = _NO_LOGINUID
+    if uid != _NO_LOGINUID:
+        return _user(uid)
+    sudo = os.environ.get("SUDO_USER")
+    if sudo:
+        return sudo
+    try:
+        login = os.getlogin()
+    except OSError:
+        login = ""
+    if login:
+        return login
+    for var in ("LOGNAME", "USER"):
         value = os.environ.get(var)
-        if (value and value != "root") or (var == "USER" and value):
+        if value:
             return value
     try:
         return getpass.getuser()
     except (KeyError, OSError):
-        return f"uid-{os.getuid()}"
+        return _user(os.getuid())
 
 
 def load_config(args: argparse.Namespace) -> config_mod.Config:

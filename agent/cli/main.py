@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer", action="append", metavar="NAME",
                    help="quarantine only this partner network of isolation.peers (repeatable)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be cut and what stays open; change nothing")
+    p.add_argument("--force", action="store_true",
+                   help="isolate even if a WAN interface is missing or a default route leaves "
+                        "through another interface (the cut may then not hold)")
     p = command("restore", "lift isolation (or one peer quarantine)", "isolation:cmd_restore")
     p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
     p.add_argument("--peer", action="append", metavar="NAME",

@@ -64,6 +64,9 @@ def _feed(r: ValueReader, node: Node, path: str) -> FeedConfig | None:
         "ca_file": lambda n, p: r.trusted_file(n, p, optional=True),
         "max_age": lambda n, p: r.duration(n, p, minimum=MIN_REFRESH),
         "max_indicators": lambda n, p: r.integer(n, p, 1, 100_000_000),
+        # as guards.min_prefix_*, for a trusted list whose entries are wider (Spamhaus DROPv6)
+        "min_prefix_v4": lambda n, p: r.integer(n, p, 0, 32),
+        "min_prefix_v6": lambda n, p: r.integer(n, p, 0, 128),
         "trusted_keys": lambda n, p: r.each(n, p, "minisign public keys",
                                             lambda item, at: read_trusted_key(r, item, at)),
     })

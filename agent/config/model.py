@@ -69,6 +69,8 @@ class FeedConfig:
     timeout: int = 30  # seconds, per HTTP request
     mirrors: tuple[str, ...] = ()  # other URLs of the same feed, tried in order after `url`
     ca_file: str | None = None  # extra CA bundle for https (a private PKI)
+    min_prefix_v4: int | None = None  # this feed's own guards.min_prefix_v4 (None: the guards')
+    min_prefix_v6: int | None = None  # e.g. Spamhaus DROPv6 and its /29 allocations
     # a signed single list older than this (by its signed timestamp) is stale, like `expires`
     max_age: int | None = None  # seconds
     # more entries than this refuse the update: 1M cost about 500 MiB in the agent and 400 MiB in

@@ -15,11 +15,10 @@ Promises, in the order an on-call person cares about them:
   is refused and the running one kept; a change in local_dir (allow/deny) is applied at once;
 - SIGTERM lets the step in progress finish (a download under way, or an apply), starts no new
   download, and exits 0;
-- a sync runs in a worker thread while the main thread keeps the watchdog fed, lifts isolation
-  deadlines and takes SIGHUP and local_dir changes (which cut the downloads still to come, so
-  an urgent `allow` waits for one request at most); pings stop once a sync has overrun
-  sync_timeout by HANG_GRACE, so a sync that really hangs is still what the watchdog catches;
-- one daemon per state directory: a second one refuses to start, naming the first.
+- a sync runs in a worker thread, the watchdog fed (agent.daemon.worker); one daemon a state_dir.
+- with nftables, what others do to the table (flushed ruleset, deleted element, emptied
+  iso_wan) is repaired within a second or so by agent.daemon.kernelwatch (its own thread);
+  STATUS= and the metrics say what the kernel holds, not what was recorded.
 """
 
 from __future__ import annotations
@@ -30,7 +29,8 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,46 +42,24 @@ from agent.backends.registry import backends_for
 from agent.config import Config
 from agent.daemon import report
 from agent.daemon import schedule as sched
+from agent.daemon.fetcher import Interrupted, Stoppable
+from agent.daemon.kernelfacts import KernelFacts, Repair
+from agent.daemon.kernelwatch import KernelWatcher, start_kernel_watch
 from agent.daemon.notify import Journal, notify, watchdog_interval
 from agent.daemon.watch import Pending, start_watcher, stop_watcher
-from agent.daemon.worker import watched
+from agent.daemon.worker import watched_sync
 from agent.errors import AgentError, StateError
-from agent.fetch import Fetcher, HttpFetcher, Response
+from agent.fetch import Fetcher, HttpFetcher
 from agent.guards import Policy
+from agent.isolation.resolve import refresh as refresh_allow_names
+from agent.pipeline import SyncResult
 from agent.psl import default as default_psl
 from agent.state import StateStore
 from agent.util.timefmt import utc_now
 
 log = logging.getLogger(__name__)
 BUSY_RETRY = 5.0  # seconds before trying again when another command holds the state lock
-HANG_GRACE = 300.0  # seconds past sync_timeout for the apply (nft, resolver: each bounded)
 METRICS_EVERY = 60.0  # seconds: ages in the textfile move even when nothing is synced
-
-
-class Interrupted(BaseException):
-    """SIGTERM arrived during a sync: stop before the next download (nothing applied yet)."""
-
-
-class _Stoppable(Fetcher):
-    """The real fetcher, asking the loop before every download (SIGTERM, watchdog ping)."""
-
-    def __init__(self, inner: Fetcher, before_get: Callable[[], None]) -> None:
-        self.inner = inner
-        self.before_get = before_get
-
-    def get(self, url: str, *, max_size: int, timeout: float, etag: str | None = None,
-            last_modified: str | None = None, ca_file: str | None = None) -> Response:
-        self.before_get()
-        return self.inner.get(url, max_size=max_size, timeout=timeout, etag=etag,
-                              last_modified=last_modified, ca_file=ca_file)
-
-    def request(self, method: str, url: str, *, headers: Mapping[str, str],
-                body: bytes | None = None, max_size: int, timeout: float,
-                ca_file: str | None = None) -> Response:
-        """API sources (MISP, TAXII) ask the loop before every page too."""
-        self.before_get()
-        return self.inner.request(method, url, headers=headers, body=body, max_size=max_size,
-                                  timeout=timeout, ca_file=ca_file)
 
 
 class Daemon:
@@ -102,6 +80,7 @@ class Daemon:
         own_addresses: Callable[[], list[str]] | None = None,
         facts: Callable[[Config, StateStore], lifelines.Facts] | None = None,
         watch: bool = True,
+        kernel_watch: bool = True,
     ) -> None:
         self.config_path = config_path
         self.fetcher = fetcher or HttpFetcher()
@@ -124,6 +103,11 @@ class Daemon:
         self.watcher: Any = None
         self.instance: Any = None  # the daemon lock, held while running
         self.reloads = 0  # configuration generation: a sync started before a reload is old
+        self.kernel_watch = kernel_watch
+        self.kernel: KernelWatcher | None = None
+        self.kernel_news = threading.Event()  # the watcher saw or repaired something
+        self.repairs: Counter[str] = Counter()
+        self.last_result: SyncResult | None = None
 
     # -- start, loop, stop --------------------------------------------------------------------
     def start(self) -> None:
@@ -139,11 +123,16 @@ class Daemon:
         self.schedule = sched.initial(self._feed_intervals(), self.clock())
         self.status("starting: enforcing the last good state")
         self.sync(frozenset())
+        self._rearm_kernel_watch()
 
     def step(self) -> float:
         """Do whatever is due now; return how long the loop may sleep."""
         self.ping()
         self._isolation_deadlines()
+        if self.kernel_news.is_set():
+            self.kernel_news.clear()
+            self._say_status()
+            self.write_metrics()
         now = self.clock()
         if self.reload_requested:
             self.reload_requested = False
@@ -185,6 +174,9 @@ class Daemon:
     def close(self) -> None:
         """Stop watching; enforcement stays exactly as it is (fail closed)."""
         notify("STOPPING=1", "STATUS=stopped: enforcement left in place")
+        if self.kernel is not None:
+            self.kernel.stop()
+            self.kernel = None
         if self.watcher is not None:
             stop_watcher(self.watcher)
             self.watcher = None
@@ -253,6 +245,7 @@ class Daemon:
         self.store = StateStore(config.state_dir)
         self.schedule = sched.initial(self._feed_intervals(), self.clock())
         self._rearm_watcher()
+        self._rearm_kernel_watch()
         self.journal.event(logging.INFO, f"configuration reloaded ({why}): "
                            f"{len(config.feeds)} feeds, refreshing them now",
                            ACTION="reload", RESULT="ok")
@@ -282,14 +275,16 @@ class Daemon:
                     return
                 facts = self.facts(config, store)
                 now = utc_now()
-                cancel = threading.Event()
-                backends = self.backends
-                result = self._in_worker(config, cancel, lambda: pipeline.run(
-                    config, fetcher=_Stoppable(self.fetcher, self._before_get), store=store,
+                refresh_allow_names(config, store, int(now.timestamp()))
+                backends = self.backends  # as now: a reload may replace them meanwhile
+                result = watched_sync(lambda cancel: pipeline.run(
+                    config, fetcher=Stoppable(self.fetcher, self._before_get), store=store,
                     local=overrides.load(config.local_dir, now=int(now.timestamp())),
                     backends=backends, own_addresses=self.own_addresses(), facts=facts,
                     psl=default_psl(), refresh=refresh, now=now, progress=self._progress,
-                    cancel=cancel))
+                    cancel=cancel), clock=self.clock, sync_timeout=config.sync_timeout,
+                    ping=self.ping, cut=lambda: self.reload_requested or self.pending.dirty(),
+                    also=self._isolation_deadlines)
         except Interrupted:
             raise
         except Exception as exc:  # a bug or an unreadable state dir: report, back off, go on
@@ -302,41 +297,26 @@ class Daemon:
             self.status(f"degraded: sync failed ({exc}); retrying; the last applied state stays "
                         "enforced")
             return
-        outcomes = {o.name: o for o in result.feeds}
-        cut = {n for n, o in outcomes.items() if o.error and o.error.reason == "sync-interrupted"}
         if reloads == self.reloads:  # else the new configuration's schedule stands as it is
-            self.schedule = sched.after_sync(
-                self.schedule, {n: outcomes[n].error is None for n in refresh
-                                if n in outcomes and n not in cut},
+            self.schedule = sched.after_errors(
+                self.schedule, refresh, {o.name: o.error for o in result.feeds},
                 apply_failed=result.error is not None, now=self.clock(), rand=self.rand())
-            for name, o in outcomes.items():
-                wait = getattr(o.error, "retry_after", None)
-                if wait is not None and name in refresh:
-                    self.schedule = sched.not_before(self.schedule, name, self.clock() + wait)
         report.journal_sync(self.journal, result)
         self.write_metrics()
         if not self.ready and result.error is None:
             self.ready = True
             notify("READY=1")
+        self.last_result = result
+        self._say_status()
+
+    def _say_status(self) -> None:
+        """STATUS= after the last sync, with what the kernel holds first (when watched)."""
+        if self.last_result is None:
+            return
         wakeup = sched.next_wakeup(self.schedule)
-        self.status(report.summary(result, None if wakeup is None else wakeup - self.clock()))
-
-    def _in_worker(self, config: Config, cancel: threading.Event,
-                   work: Callable[[], pipeline.SyncResult]) -> pipeline.SyncResult:
-        """Run `work` in a thread; meanwhile feed the watchdog (until the sync overran its
-        bound), lift isolation deadlines, and on SIGHUP or a local_dir change cut the
-        downloads still to come (`cancel`)."""
-        started = self.clock()
-
-        def tend() -> None:
-            if self.clock() - started < config.sync_timeout + HANG_GRACE:
-                self.ping()  # past that, silence: the watchdog restarts a hung daemon
-            if self.reload_requested or self.pending.dirty():
-                cancel.set()
-            with contextlib.suppress(Exception):  # reported by the method itself
-                self._isolation_deadlines()
-
-        return watched(work, tend)
+        self.status(report.summary(self.last_result,
+                                   None if wakeup is None else wakeup - self.clock(),
+                                   self._kernel_facts(), self.config.firewall.table))
 
     def _before_get(self) -> None:
         if self.stopping.is_set():
@@ -355,7 +335,9 @@ class Daemon:
         if not path:
             return
         try:
-            report.write_metrics(path, self.config, self.store, self.backends, time.time())
+            kernel = self._kernel_facts()
+            report.write_metrics(path, self.config, self.store, self.backends, time.time(),
+                                 *((kernel, self.repairs) if kernel else ()))
             self.metrics_error = ""
         except Exception as exc:  # reported below, once per distinct problem
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -365,21 +347,21 @@ class Daemon:
                 self.metrics_error = message
 
     def _isolation_deadlines(self) -> None:
-        """A `--for` deadline that passed is recorded and the kernel re-checked (after a
-        reboot, enforced.nft restored the isolation with the timeout it had when written)."""
+        """A `--for` deadline the kernel honoured (its element timeout) is recorded once; a
+        record of another boot is re-based on this boot's clock. Never from the wall clock."""
         if self.config.firewall.backend != "nftables":
             return
-        now = isolation.now()
         stored = isolation.load(self.store)
-        if stored.live(now) == stored:
+        if not (stored.active or stored.peers):
             return
         try:
-            killswitch.reconcile(self.config, self.store, now)
+            state = killswitch.reconcile(self.config, self.store, isolation.now())
         except AgentError as exc:
-            log.error("cannot lift the isolation whose deadline passed: %s", exc)
+            log.error("cannot record the isolation whose deadline passed: %s", exc)
             return
-        self.journal.event(logging.WARNING, "isolation lifted: its --for deadline passed",
-                           ACTION="restore", BY="deadline")
+        if stored.active and not state.active:
+            self.journal.event(logging.WARNING, "isolation lifted: its --for deadline passed",
+                               ACTION="restore", BY="deadline")
 
     def _rearm_watcher(self) -> None:
         if not self.watch:
@@ -388,6 +370,29 @@ class Daemon:
             stop_watcher(self.watcher)
         self.watcher = start_watcher(Path(self.config_path), Path(self.config.local_dir),
                                      self._on_file_change)
+
+    def _rearm_kernel_watch(self) -> None:
+        """The kernel watcher for the nftables firewall, on the current configuration."""
+        if self.kernel is not None:
+            self.kernel.stop()
+        self.kernel = start_kernel_watch(self.config, self.store, self.backends,
+                                         on_repair=self._on_repair, on_news=self._kernel_news
+                                         ) if self.kernel_watch else None
+
+    def _kernel_facts(self) -> KernelFacts | None:
+        """What the watcher last saw of the kernel; None before its first look (or unwatched)."""
+        facts = self.kernel.facts if self.kernel is not None else None
+        return facts if facts is not None and facts.known else None
+
+    def _on_repair(self, repair: Repair) -> None:
+        """From the watcher's thread: journal now; STATUS= and metrics from the loop."""
+        self.repairs[repair.kind] += 1
+        report.journal_repair(self.journal, repair)
+        self._kernel_news()
+
+    def _kernel_news(self) -> None:
+        self.kernel_news.set()
+        self.wake.set()
 
     def _on_file_change(self, what: str) -> None:
         self.pending.note(what, self.clock())

@@ -21,8 +21,10 @@ tests choose it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
+
+from agent.errors import AgentError
 
 JITTER = 0.1  # fraction of the interval added at random
 JITTER_MAX = 600.0  # seconds: a 7-day refresh does not wander by 17 hours
@@ -151,3 +153,19 @@ def not_before(schedule: Schedule, name: str, when: float) -> Schedule:
     if timer is None or timer.due >= when:
         return schedule
     return replace(schedule, feeds={**schedule.feeds, name: replace(timer, due=when)})
+
+
+def after_errors(schedule: Schedule, refresh: Collection[str],
+                 errors: Mapping[str, AgentError | None], *, apply_failed: bool, now: float,
+                 rand: float) -> Schedule:
+    """`after_sync` from the feeds' errors: a feed whose download the daemon cut short
+    (sync-interrupted) is due again at once, not backed off; a server's Retry-After is a
+    floor under the feed's next attempt."""
+    refreshed = {n: e is None for n, e in errors.items()
+                 if n in refresh and not (e is not None and e.reason == "sync-interrupted")}
+    schedule = after_sync(schedule, refreshed, apply_failed=apply_failed, now=now, rand=rand)
+    for name, error in errors.items():
+        wait = getattr(error, "retry_after", None)
+        if wait is not None and name in refresh:
+            schedule = not_before(schedule, name, now + wait)
+    return schedule

@@ -48,7 +48,7 @@ def sniff(data: bytes) -> str:
 def _sniff_json(head: str, first_line: str) -> str:
     try:
         record = json.loads(first_line)
-    except ValueError:
+    except (ValueError, RecursionError):  # 8 KB of "[" nests past Python's limit
         record = None
     if isinstance(record, dict) and ("cidr" in record or record.get("type") == "metadata"):
         return "spamhaus-json"

@@ -18,6 +18,7 @@ from agent.formats._common import (
     Kinds,
     add,
     clip,
+    describe,
     finish,
     load_json,
     ref_of,
@@ -36,9 +37,11 @@ _TYPES: dict[str, tuple[_Part, ...]] = {
     "domain": ((DOMAINS, False),),
     "hostname": ((DOMAINS, False),),
     "domain|ip": ((DOMAINS, False), (IPS, False)),
+    "hostname|port": ((DOMAINS, False), None),
     "url": ((ANY, True),),
-    "link": ((ANY, True),),
 }
+# Not "link": MISP's type for a reference (the article that describes the event, a sandbox
+# report), never an indicator, whatever its to_ids says.
 
 # CSV column names, most specific first: CERT-FR writes "signature_component.value" and
 # "signature.type" (some exports "signature_component.type"); stock MISP writes "value", "type".
@@ -64,7 +67,8 @@ def add_attribute(
         values = list(value.split("|"))
     else:
         reason = f"{kind} value needs {len(parts)} parts separated by '|'"
-        rejects.append(Reject(ref, reason, clip(str(value))))
+        rejects.append(Reject(ref, reason, clip(value) if isinstance(value, str)
+                              else describe(value)))
         return
     for part, spec in zip(values, parts, strict=True):
         if spec is not None:

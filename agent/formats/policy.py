@@ -13,7 +13,7 @@ from typing import NamedTuple, Protocol
 
 from agent.errors import FormatError
 from agent.formats import parse
-from agent.indicators import DOMAIN, Indicator, Reject
+from agent.indicators import DOMAIN, PASSTHRU, Indicator, Reject
 
 
 class FeedRules(Protocol):
@@ -51,15 +51,16 @@ def parse_payloads(feed: FeedRules, data: Payloads, *, with_index: bool) -> Pars
     for path, fmt, body in data.payloads:
         parsed = parse(body, fmt or "auto")
         inds = parsed.indicators
-        if feed.subdomains:
-            inds = tuple(i._replace(subdomains=True) if i.type == DOMAIN else i for i in inds)
+        if feed.subdomains:  # a block covers its subdomains; an exception stays as written
+            inds = tuple(i._replace(subdomains=True)
+                         if i.type == DOMAIN and not i.subdomains and i.action != PASSTHRU
+                         else i for i in inds)
         indicators.extend(inds)
         if len(indicators) > feed.max_indicators:
             raise _too_many(feed, len(indicators), path)
         rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
         if with_index:
-            index.extend(f"{i.value}\t{'*' if i.subdomains else ''}\t{path}:{i.ref}\n"
-                         for i in inds)
+            index.extend(f"{i.value}\t{i.flag}\t{path}:{i.ref}\n" for i in inds)
     total = len(indicators) + len(rejects)
     if total and len(rejects) / total > feed.max_reject_ratio:
         first = rejects[0]

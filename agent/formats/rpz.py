@@ -1,24 +1,49 @@
 """RPZ zone files (response policy zones for BIND, Unbound, Knot...) read back as indicators.
 
-Each record's owner is a trigger and its data the action. NXDOMAIN (`CNAME .`), NODATA
-(`CNAME *.`), `rpz-drop.` and local-data redirects (A, AAAA, a CNAME to a walled garden) all block
-the trigger; `rpz-passthru.` (and its old form, a CNAME to the trigger itself) is an allow and
-`rpz-tcp-only.` is no block, so both are skipped. QNAME triggers give names, `rpz-ip` triggers
-give addresses; the nameserver and client triggers (`rpz-nsdname`, `rpz-nsip`, `rpz-client-ip`)
-mean something else entirely and are skipped, never read as addresses to block.
+Each record's owner is a trigger and its data the action, with RPZ's meaning kept: `name` is the
+name alone, `*.name` only the names below it (so a zone listing both blocks both); `CNAME .` and
+local data (A, AAAA, TXT, a CNAME to a walled garden: any record but the zone's own SOA, NS and
+DNSSEC ones) block with the operator's `dns.action`; `CNAME *.` (NODATA) and `CNAME rpz-drop.`
+keep their action; `CNAME rpz-passthru.` (and its old form, a CNAME to the trigger itself) is an
+exception to this feed's own blocks, kept as such (action PASSTHRU: the merge scopes it to the
+feed and renders it `rpz-passthru.`, it never blocks); `rpz-tcp-only.` is no policy to enforce.
+QNAME triggers give names, `rpz-ip` triggers give addresses; the nameserver and client triggers
+(`rpz-nsdname`, `rpz-nsip`, `rpz-client-ip`) mean something else entirely and are skipped,
+never read as addresses to block.
+
+Linear time whatever the input: escapes are neutralized by plain replaces and quoted strings
+skipped by regexes that cannot backtrack (possessive quantifiers, matched from the start of the
+line), never by a search that restarts at every quote; a record's type is looked for in the
+three tokens after its owner only.
 """
 
 from __future__ import annotations
 
 import re
 
-from agent.formats._common import DOMAINS, IPS, add, clip, finish, split_lines
-from agent.indicators import Indicator, InvalidValue, ParseResult, Reject
+from agent.formats._common import DOMAINS, IPS, add, clip, control_reject, finish, split_lines
+from agent.indicators import (
+    BLOCK,
+    DROP,
+    NODATA,
+    PASSTHRU,
+    Indicator,
+    InvalidValue,
+    ParseResult,
+    Reject,
+)
 
 _CLASSES = frozenset({"IN", "CH", "HS", "CS", "ANY"})
-_BLOCKING_TYPES = frozenset({"CNAME", "A", "AAAA"})
-_NOT_BLOCKS = frozenset({"rpz-passthru.", "rpz-passthru", "rpz-tcp-only.", "rpz-tcp-only"})
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+# The zone's own records: no trigger (the apex SOA/NS, a signed zone's DNSSEC records).
+_NOT_POLICY = frozenset({"SOA", "NS", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "DS",
+                         "CDS", "CDNSKEY", "ZONEMD", "DNAME"})
+_TARGETS = {"rpz-drop": DROP, "rpz-passthru": PASSTHRU, "rpz-tcp-only": None}
+# Once escapes are neutralized (`code_of`): the code part of a line is plain text and closed
+# strings up to a `;` comment or an unclosed `"`. Matched at the line's start, greedy, with
+# nothing after it that could fail, so nothing is ever retried. (No possessive quantifier on the
+# group: Python 3.11's mis-matches a possessive repeat of an alternation.)
+_CODE = re.compile(r'(?:[^";]+|"[^"]*")*')
+_STRING = re.compile(r'"[^"]*+"')
 
 
 def parse_rpz(text: str) -> ParseResult:
@@ -30,6 +55,40 @@ def parse_rpz(text: str) -> ParseResult:
             zone.feed(line, str(number))
     zone.close()
     return finish(zone.indicators, zone.rejects, early)
+
+
+def code_of(line: str) -> tuple[str, bool]:
+    """(the line without its comment, each quoted string reduced to `""`; False if a string is
+    left open). An escape (`\\;`, `\\"`, `\\(`) keeps its character but loses its meaning as
+    syntax: escapes are neutralized first (an escaped backslash, then the escaped syntax
+    characters, each by one C-speed replace), after which a string is just `"` to `"`."""
+    if '"' not in line and "\\" not in line:
+        return line.partition(";")[0], True
+    if "\\" in line:
+        line = line.replace("\\\\", "\\_")
+        for char in '"();':
+            line = line.replace("\\" + char, "\\_")
+    code = _CODE.match(line)
+    end = code.end() if code else 0
+    if end < len(line) and line[end] == '"':
+        return line[:end], False
+    return _STRING.sub('""', line[:end]), True
+
+
+def cname_action(target: str, owner: str) -> str | None:
+    """What a CNAME at `owner` (relative, as written) does: one of the indicator ACTIONS, or None
+    for no policy (`rpz-tcp-only.`). Special targets are read with or without the final dot."""
+    if target == ".":
+        return BLOCK
+    if target == "*.":
+        return NODATA
+    lowered = target.lower()
+    bare = lowered[:-1] if lowered.endswith(".") else lowered
+    if bare in _TARGETS:
+        return _TARGETS[bare]
+    if lowered == owner.lower() + ".":
+        return PASSTHRU  # the legacy form: a CNAME to the trigger's own name
+    return BLOCK  # a CNAME to a walled garden: local data, a block
 
 
 class _Zone:
@@ -46,17 +105,20 @@ class _Zone:
         self.rejects: list[Reject] = []
 
     def feed(self, line: str, ref: str) -> None:
-        if '"' in line:  # a ";" or "(" inside a quoted TXT string is not syntax
-            line = _QUOTED.sub('""', line)
-        if ";" in line:
-            line = line.partition(";")[0]
+        code, closed = code_of(line)
+        if not closed:
+            self._reject(ref, "quoted string not closed on its line", line)
+            return
+        if not code.isprintable() and not code.replace("\t", " ").rstrip("\r").isprintable():
+            self.rejects.append(control_reject(ref, code, "zone line"))
+            return
         if self.depth:
-            self._group(line)
-        elif "(" in line:
+            self._group(code)
+        elif "(" in code:
             self.pending, self.pending_ref, self.depth = [], ref, 0
-            self._group(line)
-        elif line.strip():
-            self._line(line, ref)
+            self._group(code)
+        elif code.strip():
+            self._line(code, ref)
 
     def close(self) -> None:
         if self.depth:
@@ -73,7 +135,7 @@ class _Zone:
         self.rejects.append(Reject(ref, reason, clip(text.strip())))
 
     def _line(self, line: str, ref: str) -> None:
-        tokens = line.split()
+        tokens = line.split()  # only blanks are left: the line is printable, tabs aside
         if not tokens:
             return
         first = line[0]
@@ -89,8 +151,8 @@ class _Zone:
             owner, at = tokens[0], 1
             self.owner = owner
         rtype = ""
-        while at < len(tokens):  # TTL and class come first, in either order
-            word = tokens[at].upper()
+        for word in tokens[at: at + 3]:  # a TTL and a class may come first, in either order
+            word = word.upper()
             at += 1
             if not (word[0].isdigit() or word in _CLASSES):
                 rtype = word
@@ -100,10 +162,19 @@ class _Zone:
             return
         if rtype == "SOA" and not self.origin and owner.endswith(".") and owner != ".":
             self.origin = owner[:-1].lower()  # no $ORIGIN: the SOA owner names the zone
-        if rtype in _BLOCKING_TYPES:
-            name = self._relative(owner, ref)
-            if name:
-                self._record(name, rtype, tokens[at] if at < len(tokens) else "", ref)
+        if rtype in _NOT_POLICY:
+            return
+        name = self._relative(owner, ref)
+        if not name:
+            return
+        action: str | None = BLOCK
+        if rtype == "CNAME":
+            if at >= len(tokens):
+                self._reject(ref, "CNAME without a target", name)
+                return
+            action = cname_action(tokens[at], name)
+        if action is not None:
+            self._trigger(name, action, ref)
 
     def _directive(self, tokens: list[str], ref: str, line: str) -> None:
         word = tokens[0].upper()
@@ -129,28 +200,36 @@ class _Zone:
         self._reject(ref, f"owner name is outside the zone {self.origin}", owner)
         return ""
 
-    def _record(self, name: str, rtype: str, target: str, ref: str) -> None:
-        if rtype == "CNAME":
-            if not target:
-                self._reject(ref, "CNAME without a target", name)
-                return
-            if target != "." and target != "*.":
-                target = target.lower()
-                if target in _NOT_BLOCKS or target == name + ".":
-                    return
-        head, _, last = name.rpartition(".")
+    def _trigger(self, name: str, action: str, ref: str) -> None:
+        below = name.startswith("*.")
+        base = name[2:] if below else name
+        if base == "*" or name == "*":
+            self._reject(ref, "a wildcard trigger for every name of the zone", name)
+            return
+        if base.startswith(".") or ".." in base:
+            self._reject(ref, "owner name with an empty label", name)
+            return
+        head, _, last = base.rpartition(".")
+        count = len(self.indicators)
         if last == "rpz-ip":
+            if below:
+                self._reject(ref, "a wildcard on an rpz-ip trigger", name)
+                return
             try:
                 prefix = rpz_ip_prefix(head)
             except InvalidValue as exc:
                 self._reject(ref, str(exc), name)
                 return
-            count = len(self.rejects)
+            rejected = len(self.rejects)
             add(prefix, ref, self.indicators, self.rejects, kinds=IPS, label="rpz-ip trigger")
-            if len(self.rejects) > count:  # quote the trigger as written, not its decoding
+            if len(self.rejects) > rejected:  # quote the trigger as written, not its decoding
                 self.rejects[-1] = self.rejects[-1]._replace(text=name)
         elif not last.startswith("rpz-"):
-            add(name, ref, self.indicators, self.rejects, kinds=DOMAINS, label="RPZ name")
+            add(base, ref, self.indicators, self.rejects, kinds=DOMAINS, label="RPZ name")
+            if below and len(self.indicators) > count:
+                self.indicators[-1] = self.indicators[-1]._replace(subdomains=True, below=True)
+        if action and len(self.indicators) > count:
+            self.indicators[-1] = self.indicators[-1]._replace(action=action)
 
 
 def rpz_ip_prefix(labels: str) -> str:
@@ -166,6 +245,10 @@ def rpz_ip_prefix(labels: str) -> str:
         raise bad
     if len(parts) == 4 and all(part.isdigit() for part in parts):
         return f"{'.'.join(parts)}/{length}"
+    if len(parts) == 3 and all(part.isdigit() for part in [length, *parts]):
+        raise InvalidValue(f"rpz-ip trigger without its prefix length: {clip(labels)}.rpz-ip "
+                           "(RPZ writes 32.4.3.2.1.rpz-ip for 1.2.3.4; resolvers ignore this "
+                           "record)")
     if "zz" in parts:
         at, fill = parts.index("zz"), 9 - len(parts)
         if fill < 1 or "zz" in parts[at + 1:]:

@@ -14,7 +14,17 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from agent.errors import FormatError
-from agent.formats._common import ANY, DOMAINS, Kinds, add, clip, finish, load_json, ref_of
+from agent.formats._common import (
+    ANY,
+    DOMAINS,
+    Kinds,
+    add,
+    clip,
+    describe,
+    finish,
+    load_json,
+    ref_of,
+)
 from agent.indicators import IPV4, IPV6, Indicator, ParseResult, Reject
 
 # Object path -> (kinds its value must normalize to, value is a URL).
@@ -26,17 +36,25 @@ _PATHS: dict[str, tuple[Kinds, bool]] = {
     "network-traffic:dst_ref.value": (ANY, False),
 }
 
+# Matched only at the current position (a token that cannot be read ends the pattern), with a
+# quoted body unrolled as "plain run, then escape + plain run" (a run is possessive: nothing in
+# it is ever given back; no group is possessive, which Python 3.11 mis-matches): a token costs
+# its length, and a pattern of a megabyte of quotes and backslashes is read in one pass.
 _TOKEN = re.compile(
     r"""(?P<space>\s+)
-      | (?P<string>(?P<prefix>[thb]?)'(?P<body>(?:[^'\\]|\\.)*)')
-      | (?P<path>[A-Za-z0-9][A-Za-z0-9_-]*:(?:[A-Za-z0-9_]+|'(?:[^'\\]|\\.)*'|\.|\[(?:\*|\d+)\])+)
+      | (?P<string>(?P<prefix>[thb]?)'(?P<body>[^'\\]*+(?:\\.[^'\\]*+)*)')
+      | (?P<path>[A-Za-z0-9][A-Za-z0-9_-]*+:
+                 (?:[A-Za-z0-9_]++|'[^'\\]*+(?:\\.[^'\\]*+)*'|\.|\[(?:\*|\d++)\])+)
       | (?P<op>!=|<>|<=|>=|=|<|>)
       | (?P<punct>[][(),])
-      | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
-      | (?P<number>[+-]?\d+(?:\.\d+)?)""",
+      | (?P<word>[A-Za-z_][A-Za-z0-9_]*+)
+      | (?P<number>[+-]?\d++(?:\.\d++)?)""",
     re.VERBOSE,
 )
 _UNESCAPE = re.compile(r"\\(.)")
+# Work per object is bounded: a real pattern names one to a few hundred observables (an indicator
+# each, as MISP and OpenCTI export them); 128 KiB is a few thousand comparisons.
+MAX_PATTERN = 128 * 1024
 _OPERATOR_WORDS = frozenset({"LIKE", "MATCHES", "IN", "ISSUBSET", "ISSUPERSET"})
 
 
@@ -142,12 +160,17 @@ def _indicator(
         try:
             expires = timestamp(obj["valid_until"])
         except ValueError:
-            text = clip(str(obj["valid_until"]))
+            value = obj["valid_until"]
+            text = clip(value) if isinstance(value, str) else describe(value)
             rejects.append(Reject(ref, f"valid_until is not a timestamp: {text}", text))
             return
     pattern = obj.get("pattern")
     if not isinstance(pattern, str):
         rejects.append(Reject(ref, "indicator has no pattern"))
+        return
+    if len(pattern) > MAX_PATTERN:
+        reason = f"STIX pattern of {len(pattern)} characters, more than {MAX_PATTERN} (128 KiB)"
+        rejects.append(Reject(ref, reason, clip(pattern)))
         return
     try:
         comparisons = equalities(pattern)

@@ -12,7 +12,16 @@ something it is not.
 from __future__ import annotations
 
 from agent.errors import FormatError
-from agent.formats._common import DOMAINS, IPS, add, clip, finish, load_json, printable
+from agent.formats._common import (
+    DOMAINS,
+    IPS,
+    add,
+    clip,
+    describe,
+    finish,
+    load_json,
+    printable,
+)
 from agent.indicators import Indicator, ParseResult, Reject
 
 _USED = {"cidr": IPS, "hostname": DOMAINS}
@@ -27,16 +36,18 @@ def parse_warninglist(text: str) -> ParseResult:
             hint='expected {"name": ..., "type": "cidr", "list": [...]} (a list.json of '
             "misp-warninglists); check the feed URL and format")
     kind = document.get("type")
-    name = printable(clip(str(document.get("name") or "warninglist"), 60))
+    title = document.get("name")
+    name = printable(clip(title if isinstance(title, str) and title else "warninglist", 60))
     kinds = _USED.get(kind) if isinstance(kind, str) else None
     indicators: list[Indicator] = []
     rejects: list[Reject] = []
     for index, entry in enumerate(entries):
         ref = f"{name} list[{index}]"
         if kinds is None:
-            rejects.append(Reject(ref, f"warninglist type {clip(str(kind), 20)!r} matches text, "
+            shown = clip(kind, 20) if isinstance(kind, str) else describe(kind)
+            rejects.append(Reject(ref, f"warninglist type {shown!r} matches text, "
                                   "not hosts: only cidr and hostname lists are used",
-                                  clip(str(entry))))
+                                  clip(entry) if isinstance(entry, str) else describe(entry)))
             continue
         if kinds == DOMAINS and isinstance(entry, str):
             entry = entry.strip().removeprefix("*.").removeprefix(".")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from agent.isolation.model import IsolationState
+from agent.isolation.model import DEADLINE, IsolationState
 from agent.state import StateStore
 from agent.state.store import ISOLATION
 
@@ -49,7 +49,17 @@ def _problem(state: IsolationState) -> str | None:
 
 
 def save(store: StateStore, state: IsolationState) -> None:
+    """Record `state`; the first record of a lift the kernel made by its deadline (whoever
+    writes it: the daemon, a sync's reload, an isolate) leaves its line in the history."""
+    if state.ended_by == DEADLINE and load(store).active:
+        note_lift(store)
     store.save_isolation(state.to_json())
+
+
+def note_lift(store: StateStore) -> None:
+    """The history line of an isolation the kernel lifted by its `--for` deadline."""
+    store.append_history({"event": "restore", "by": DEADLINE, "peers": None,
+                          "reason": "the --for deadline passed (the kernel lifted it)"})
 
 
 def now() -> int:

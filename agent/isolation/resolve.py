@@ -1,46 +1,155 @@
-"""The allowlist's names resolved now, before the internet is cut: the kill switch's one DNS edge.
+"""The allowlist's names and their addresses: the kill switch's one DNS edge, which it never waits
+on.
 
-What it finds is kept in the isolation state as values (name -> addresses), so rendering, the
-boot files and `status` never resolve anything.
+When isolation is needed DNS is likely broken (or about to be cut with everything else), so a
+name in `isolation.allow` is kept open with the addresses it resolved to at the last sync or
+isolate (`allow-names.json`). Refreshing them runs in threads under one hard total deadline
+(`DEADLINE`, whatever the number of names or the resolver's timeouts): a name that does not
+answer in time keeps its stored addresses, and is reported. `isolate` cuts first with what it
+has and adds what answered afterwards; rendering, the boot files and `status` never resolve.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from agent.config import Config
-from agent.isolation.model import Allow, IsolationState, allow_list, allow_targets
+from agent.isolation.model import Allow, allow_list, allow_targets
+from agent.state import StateStore
+
+log = logging.getLogger(__name__)
+DEADLINE = 0.5  # seconds, for every name together
 
 
-def resolve(names: Iterable[str], previous: dict[str, list[str]], timeout: float = 3.0
-            ) -> tuple[dict[str, list[str]], list[str]]:
-    """Resolve allowlisted names now, before the internet is cut.
+class Resolution(NamedTuple):
+    """What the allowlist's names stand for now."""
 
-    A name that does not resolve keeps the addresses it had at the last isolation (if any), so
-    a dead resolver never closes the teleradiology link; it is reported either way.
+    addresses: dict[str, list[str]]  # name -> addresses (answered now, else as stored)
+    answered: tuple[str, ...]        # resolved within the deadline
+    unresolved: tuple[str, ...]      # failed or too slow (kept with their stored addresses, if any)
+
+    def allow(self, addrs: Iterable[str]) -> Allow:
+        return allow_list(list(addrs), self.addresses, self.unresolved)
+
+
+class Lookup:
+    """getaddrinfo for each name in its own daemon thread, started at construction.
+
+    A thread stuck in a dead resolver cannot be cancelled; it is abandoned (it ends with its
+    resolver timeout, or with the process) and nothing waits for it. The deadline is kept by
+    polling with short sleeps, not by a timed condition wait: it then holds whatever the C
+    library's timed waits do (libfaketime, which the clock-jump tests use, breaks those).
     """
-    resolved: dict[str, list[str]] = {}
-    failed: list[str] = []
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        for name in names:
-            try:
-                infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-            except (OSError, UnicodeError):
-                failed.append(name)
-                if previous.get(name):
-                    resolved[name] = list(previous[name])
-                continue
-            resolved[name] = sorted({str(info[4][0]).partition("%")[0] for info in infos})
-    finally:
-        socket.setdefaulttimeout(old_timeout)
-    return resolved, failed
+
+    POLL = 0.005  # seconds between two looks at what answered
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = list(dict.fromkeys(names))
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._results: dict[str, list[str] | None] = {}  # None: failed
+        for name in self.names:
+            threading.Thread(target=self._resolve, args=(name,), daemon=True,
+                             name=f"resolve-{name}").start()
+
+    def _resolve(self, name: str) -> None:
+        try:
+            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+            result: list[str] | None = sorted(
+                {str(info[4][0]).partition("%")[0] for info in infos})
+        except (OSError, UnicodeError):
+            result = None
+        with self._lock:
+            self._results[name] = result
+
+    def wait(self, total: float = DEADLINE) -> dict[str, list[str] | None]:
+        """What answered within `total` seconds of the start (at once if all did)."""
+        deadline = self.started + total
+        while True:
+            with self._lock:
+                answers = dict(self._results)
+            left = deadline - time.monotonic()
+            if len(answers) == len(self.names) or left <= 0:
+                return answers
+            time.sleep(min(self.POLL, left))
+
+    def settle(self, stored: Mapping[str, list[str]], total: float = DEADLINE) -> Resolution:
+        """The names' addresses: those that answered, else those stored."""
+        answers = self.wait(total)
+        addresses: dict[str, list[str]] = {}
+        answered, unresolved = [], []
+        for name in self.names:
+            found = answers.get(name)
+            if found:
+                addresses[name] = found
+                answered.append(name)
+            else:
+                unresolved.append(name)
+                if stored.get(name):
+                    addresses[name] = list(stored[name])
+        return Resolution(addresses, tuple(answered), tuple(unresolved))
 
 
-def allow_now(config: Config, previous: IsolationState) -> Allow:
-    """What stays reachable through a cut made now: the configured allowlist, names resolved."""
+def stored(store: StateStore) -> dict[str, list[str]]:
+    """name -> addresses as last resolved (at a sync or an isolate)."""
+    return {name: addresses for name, (addresses, _) in _entries(store).items() if addresses}
+
+
+def _entries(store: StateStore) -> dict[str, tuple[list[str], bool]]:
+    """name -> (addresses last resolved, did the last attempt fail)."""
+    out: dict[str, tuple[list[str], bool]] = {}
+    for name, entry in store.load_allow_names().items():
+        if not isinstance(entry, dict):
+            continue
+        addresses = entry.get("addresses")
+        if not (isinstance(addresses, list) and all(isinstance(a, str) for a in addresses)):
+            addresses = []
+        failed = ("failed_at" in entry
+                  and int(entry["failed_at"] or 0) >= int(entry.get("resolved_at") or 0))
+        out[name] = (addresses, failed)
+    return out
+
+
+def keep(store: StateStore, config: Config, resolution: Resolution, now: int) -> None:
+    """Store what answered, for the configured names only (a removed name is forgotten)."""
+    _, names = allow_targets(config)
+    old = store.load_allow_names()
+    data = {}
+    for name in names:
+        if name in resolution.answered:
+            data[name] = {"addresses": resolution.addresses[name], "resolved_at": now}
+        elif name in resolution.unresolved:
+            data[name] = {**(old.get(name) or {}), "failed_at": now}
+        elif isinstance(old.get(name), dict):
+            data[name] = old[name]
+    store.save_allow_names(data)
+
+
+def essentials(config: Config, store: StateStore) -> Allow:
+    """The configured essentials with the stored addresses of their names, asking no resolver:
+    what break-glass.nft and every rendering of the isolation keep open."""
     addrs, names = allow_targets(config)
-    resolved, failed = resolve(names, previous.resolved)
-    return allow_list(addrs, resolved, failed)
+    known = _entries(store)
+    return allow_list(addrs, {n: known[n][0] for n in names if known.get(n, ([], True))[0]},
+                      [n for n in names if known.get(n, ([], True))[1]])
+
+
+def start(config: Config) -> Lookup:
+    """Begin resolving the allowlist's names (and the feed hosts with allow_feeds)."""
+    return Lookup(allow_targets(config)[1])
+
+
+def refresh(config: Config, store: StateStore, now: int, total: float = DEADLINE) -> Resolution:
+    """For every sync (a small hook for the pipeline's callers): resolve the names within
+    `total` seconds and store what answered, so an isolation needs no resolver."""
+    resolution = start(config).settle(stored(store), total)
+    if resolution.unresolved:
+        log.warning("isolation.allow: no answer within %.1f s for %s; their last known "
+                    "addresses stay in use", total, ", ".join(resolution.unresolved))
+    keep(store, config, resolution, now)
+    return resolution

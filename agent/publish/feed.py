@@ -210,6 +210,12 @@ def write_keypair(
                 f"{path} already exists; refusing to overwrite a key",
                 hint="choose another prefix, or move the old key pair away first",
             )
+    if not prefix.parent.is_dir():
+        raise UsageError(
+            f"cannot write the key pair {prefix}: the directory {prefix.parent} does not exist",
+            hint=f"create it first (mkdir -p {prefix.parent}) or give --out a prefix in an "
+            "existing directory",
+        )
     public, secret = generate_keypair()
     key_text = secret.to_file_text(password, opslimit=opslimit, memlimit=memlimit)
     for path, data, mode in (
@@ -220,4 +226,7 @@ def write_keypair(
             atomic_write(path, data, mode, exclusive=True)
         except FileExistsError as exc:
             raise UsageError(f"{path} appeared meanwhile; refusing to overwrite a key") from exc
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror}",
+                             hint="check the directory's permissions and free space") from None
     return pub_path, key_path

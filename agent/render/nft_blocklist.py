@@ -5,9 +5,10 @@ One table, `inet <firewall.table>`, owned entirely by the agent. The full script
 transaction: there is never a moment without the table) and touches nothing else on the host.
 
 Layout: single addresses in hash sets (`v4`, `v6`), prefixes in interval sets (`v4_nets`,
-`v6_nets`, already aggregated by the merge), management networks never blocked, one named
-counter per set, a rate-limited log with a fixed prefix, and dynamic `offenders_*` sets that
-remember which internal hosts tried to reach a blocked destination (likely infected machines).
+`v6_nets`, already aggregated by the merge), no exemption for management hosts (the `mgmt_*`
+sets serve the isolation chains only), one named counter per set, a rate-limited log with a
+fixed prefix, and dynamic `offenders_*` sets that remember which internal hosts tried to reach a
+blocked destination (likely infected machines).
 """
 
 from __future__ import annotations
@@ -118,9 +119,9 @@ def _base_chain(hook: str, *, outbound: bool, inbound: bool, offenders: bool) ->
         f"\tchain {hook} {{",
         f"\t\ttype filter hook {hook} priority filter - 10; policy accept;",
     ]
-    for fam, _, ip in FAMILIES:
-        lines.append(f"\t\t{ip} saddr @mgmt_{fam} accept")
-        lines.append(f"\t\t{ip} daddr @mgmt_{fam} accept")
+    # no exemption for management hosts: admin workstations are what ransomware operators go
+    # for, so they are blocked like any host (the guards still refuse to block management
+    # networks as destinations); their exemption is from isolation only (nft_isolation)
     for name, _, _, ip in BLOCK_SETS:
         fam = name[:2]
         if outbound:

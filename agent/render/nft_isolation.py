@@ -51,12 +51,40 @@ def iso_declarations() -> list[str]:
     return lines
 
 
-def iso_rules(fw: FirewallConfig) -> list[str]:
-    """The rules of every isolation chain (the same for forward, output and input)."""
-    prefix = f"{fw.log_prefix}isolated "
+def mgmt_rules(hook: str) -> list[str]:
+    """What management hosts keep through isolation and quarantines, exactly.
+
+    A management *source* counts only on a packet that did not arrive through a WAN interface
+    and whose source is routed back through the interface it came in on (strict reverse path,
+    `fib saddr . iif oif exists`): a LAN host spoofing a management address fails it, with or
+    without the kernel's rp_filter, and so does IPv6, which has none. From the WAN side only
+    replies to what management hosts started come back (conntrack established/related); the
+    gateway's own packets to management never leave through the WAN.
+    """
     rules = []
     for fam, _, ip in FAMILIES:
-        rules += [f"{ip} saddr @mgmt_{fam} return", f"{ip} daddr @mgmt_{fam} return"]
+        if hook == "output":
+            rules.append(f"oifname != @iso_wan {ip} daddr @mgmt_{fam} return")
+            continue
+        rules.append(f"iifname != @iso_wan {ip} saddr @mgmt_{fam} fib saddr . iif oif exists "
+                     "return")
+        if hook == "forward":
+            rules.append(f"{ip} daddr @mgmt_{fam} ct state established,related return")
+    return rules
+
+
+# IPv6 neighbour and router discovery on the WAN link itself (hop limit 255: never forwarded, so
+# never from further away). Without it the upstream router forgets the gateway's link address
+# within a minute of the cut and every IPv6 packet still allowed (replies to management, the
+# essential services) stops; IPv4's ARP is not IP and never reaches these chains.
+NDP = ("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, "
+       "nd-router-advert } ip6 hoplimit 255 return")
+
+
+def iso_rules(fw: FirewallConfig, hook: str) -> list[str]:
+    """The rules of the isolation chain of `hook` (forward, output, input)."""
+    prefix = f"{fw.log_prefix}isolated "
+    rules = mgmt_rules(hook) + ([NDP] if hook != "forward" else [])
     for fam, _, ip in FAMILIES:
         rules += [f"{ip} daddr @peer_{fam} counter name peer_cut drop",
                   f"{ip} saddr @peer_{fam} counter name peer_cut drop"]
@@ -78,7 +106,7 @@ def iso_chains(fw: FirewallConfig) -> list[str]:
     for hook in HOOKS:
         lines.append(f"\tchain iso_{hook} {{")
         lines.append(f"\t\ttype filter hook {hook} priority filter - 20; policy accept;")
-        lines += [f"\t\t{rule}" for rule in iso_rules(fw)]
+        lines += [f"\t\t{rule}" for rule in iso_rules(fw, hook)]
         lines.append("\t}")
     return lines
 
@@ -128,7 +156,7 @@ def render_isolation_script(fw: FirewallConfig, state: IsolationState, now: int,
         lines.append(f"add chain inet {t} iso_{hook} {{ type filter hook {hook} priority "
                      "filter - 20; policy accept; }")
         lines.append(f"flush chain inet {t} iso_{hook}")
-        lines += [f"add rule inet {t} iso_{hook} {rule}" for rule in iso_rules(fw)]
+        lines += [f"add rule inet {t} iso_{hook} {rule}" for rule in iso_rules(fw, hook)]
     for fam, _, _ in FAMILIES:
         lines.append(f"flush set inet {t} mgmt_{fam}")
         lines += mgmt_elements(fw, fam)

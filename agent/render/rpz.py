@@ -1,9 +1,10 @@
 """Render the RPZ zone (docs/design.md §7) that resolvers load to stop blocked names resolving.
 
-QNAME triggers for names (`*.name` too when the entry covers subdomains), `rpz-ip` triggers for
-blocked addresses and prefixes (so an answer pointing at a blocked address is rewritten even
-under an unlisted name), and `rpz-passthru.` for local allows, which RPZ ranks above the
-wildcard of a blocked parent.
+QNAME triggers for names (`name`, `name` + `*.name`, or `*.name` alone for a feed's wildcard-only
+trigger), with the action the feed gave (`rpz-drop.`, `*.`) or `dns.action`; `rpz-ip` triggers
+for blocked addresses and prefixes (so an answer pointing at a blocked address is rewritten even
+under an unlisted name); and `rpz-passthru.` for local allows and a feed's exceptions under its
+own wildcard, which RPZ ranks above the wildcard of a blocked parent.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from collections.abc import Iterable, Mapping
 
 from agent.config import DnsConfig
 from agent.errors import ConfigError
+from agent.indicators import MAX_DNS_NAME, owner_octets
 from agent.merge import Blocklist
 from agent.plan import SetChange
 from agent.render.common import checked
 
 log = logging.getLogger(__name__)
 PASSTHRU = "CNAME rpz-passthru."
+DROP_RDATA = "CNAME rpz-drop."
+NODATA_RDATA = "CNAME *."
 
 
 def action_rdata(action: str) -> str:
@@ -30,9 +34,9 @@ def action_rdata(action: str) -> str:
     if action == "nxdomain":
         return "CNAME ."
     if action == "nodata":
-        return "CNAME *."
+        return NODATA_RDATA
     if action == "drop":
-        return "CNAME rpz-drop."
+        return DROP_RDATA
     if action.startswith("redirect:"):
         target = action.partition(":")[2]
         try:
@@ -74,23 +78,27 @@ def rpz_ip_owner(value: str) -> str:
 _RPZ_SPECIAL = re.compile(r"(?:^|\.)rpz-[^.]*$")
 
 
-def _plain_names(values: Iterable[str]) -> list[str]:
-    """Checked names, without those whose last label is `rpz-*`.
+def _plain_names(values: Iterable[str], longest: int) -> list[str]:
+    """Checked names, without those whose last label is `rpz-*` or that the zone cannot hold.
 
     A name such as `8.0.0.0.10.rpz-ip` is a legal DNS name, but written into the zone it becomes
     an IP trigger (here: every answer pointing into 10.0.0.0/8), and `x.rpz-nsdname` a name
     server trigger. A feed must never be able to block by the back door what the guard rails
-    refuse by the front one, so such names are dropped (with a warning), never rendered.
+    refuse by the front one, so such names are dropped (with a warning), never rendered. So are
+    names longer than `longest` characters, whose owner under the zone would pass 255 octets:
+    one such record makes the resolver refuse the whole zone (the guards refuse them first,
+    `name-too-long`; this is the last line, for values that did not pass them, local allows).
     """
     names = checked(values, "name")
     blob = "\n" + "\n".join(names)
-    if ".rpz-" not in blob and "\nrpz-" not in blob:
+    special = ".rpz-" in blob or "\nrpz-" in blob
+    if not special and max(map(len, names), default=0) <= longest:
         return names
-    kept = [n for n in names if not _RPZ_SPECIAL.search(n)]
+    kept = [n for n in names if len(n) <= longest and not (special and _RPZ_SPECIAL.search(n))]
     if len(kept) != len(names):
         dropped = sorted(set(names) - set(kept))
-        log.warning("not rendering %d name(s) that would be RPZ special triggers, e.g. %s",
-                    len(dropped), dropped[0])
+        log.warning("not rendering %d name(s) that would be RPZ special triggers or too long "
+                    "for the zone, e.g. %s", len(dropped), dropped[0][:80])
     return kept
 
 
@@ -100,26 +108,45 @@ def zone_name(dns: DnsConfig) -> str:
     return checked([zone], "name")[0]
 
 
+def longest_name(zone: str, *, wildcard: bool) -> int:
+    """The longest name (characters) whose owner `[*.]name.zone.` the zone can hold."""
+    return MAX_DNS_NAME - owner_octets("", zone, wildcard=wildcard)
+
+
 def sections(dns: DnsConfig, blocklist: Blocklist) -> list[tuple[Iterable[str], str]]:
     """(owners, rdata) groups of the zone, owners relative to the zone, in rendering order.
 
     The one definition of which record a blocklist entry becomes: the zone file and the
-    dynamic-update diff are both built from it, so they can never disagree.
+    dynamic-update diff are both built from it, so they can never disagree. A blocked name is
+    written with the action its feed gave it (`drop`, `nodata`), else with `dns.action`; the
+    exceptions (local allows, a feed's own) come last, as `rpz-passthru.`.
     """
-    rdata = action_rdata(dns.action)
-    names = _plain_names(blocklist.names)
-    wild = _plain_names(blocklist.wild)
-    allow_names = _plain_names(blocklist.allow_names | blocklist.allow_wild)
-    allow_wild = _plain_names(blocklist.allow_wild)
+    default = action_rdata(dns.action)
+    exact, wildcard = (longest_name(dns.zone, wildcard=False),
+                       longest_name(dns.zone, wildcard=True))
+    special = blocklist.drop | blocklist.nodata
+    out: list[tuple[Iterable[str], str]] = []
+    for group, rdata in ((None, default), (blocklist.drop, DROP_RDATA),
+                         (blocklist.nodata, NODATA_RDATA)):
+        def pick(values: frozenset[str], group: frozenset[str] | None = group) -> frozenset[str]:
+            if group is None:
+                return values - special if special else values
+            return values & group
+        names = _plain_names(pick(blocklist.names), exact)
+        wild = _plain_names(pick(blocklist.wild), wildcard)
+        below = _plain_names(pick(blocklist.below), wildcard)
+        out += [(names, rdata), (wild, rdata), ((f"*.{n}" for n in wild), rdata),
+                ((f"*.{n}" for n in below), rdata)]
     ips = checked(
         [*blocklist.v4, *blocklist.v4_nets, *blocklist.v6, *blocklist.v6_nets], "address"
     )
     allow_ips = checked(blocklist.allow_ips, "address")
+    allow_names = _plain_names(blocklist.allow_names | blocklist.allow_wild | blocklist.pass_names,
+                               exact)
+    allow_wild = _plain_names(blocklist.allow_wild | blocklist.pass_below, wildcard)
     return [
-        (names, rdata),
-        (wild, rdata),
-        ((f"*.{n}" for n in wild), rdata),
-        ((rpz_ip_owner(v) for v in ips), rdata),
+        *out,
+        ((rpz_ip_owner(v) for v in ips), default),
         (allow_names, PASSTHRU),
         ((f"*.{n}" for n in allow_wild), PASSTHRU),
         ((rpz_ip_owner(v) for v in allow_ips), PASSTHRU),
@@ -151,7 +178,8 @@ def render_zone(dns: DnsConfig, blocklist: Blocklist, serial: int) -> str:
     return "".join(parts)
 
 
-_DOMAIN_SETS = ("names", "wild", "allow_names", "allow_wild")
+_DOMAIN_SETS = ("names", "wild", "allow_names", "allow_wild", "below", "pass_names",
+                "pass_below", "drop", "nodata")
 _IP_SETS = ("v4", "v4_nets", "v6", "v6_nets", "allow_ips")
 
 
@@ -160,8 +188,9 @@ def changed_records(dns: DnsConfig, blocklist: Blocklist, changes: Mapping[str, 
     """(before, after) records of only the owners that a plan's changes touch.
 
     Cost follows the size of the change, not of the list: a value's records depend only on
-    which sets hold that very value (a name is an owner in names, wild, allow_names and
-    allow_wild alike; an address in v4 and allow_ips), so the sets before the change are
+    which sets hold that very value (a name is an owner in names, wild, below, the allow and
+    exception sets alike, and drop/nodata choose its rdata; an address in v4 and allow_ips), so
+    the sets before the change are
     rebuilt for the touched values alone, from `blocklist` and the per-set added/removed.
     """
     touched_names: set[str] = set()

@@ -15,7 +15,7 @@ from typing import Any
 from agent.errors import StateError
 
 RECORD = "record.json"
-INDEX = "index.tsv"  # value, "*" for subdomains, file:line it came from
+INDEX = "index.tsv"  # value, coverage flag (Indicator.flag: "", "*", "."; "!" exception), file:line
 REJECTS = "rejects.tsv"  # value, guard reason, detail
 
 

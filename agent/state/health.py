@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -220,3 +221,49 @@ def write_problem(root: Path) -> str | None:
         with contextlib.suppress(OSError):
             probe.unlink()
     return None
+
+
+def stray_generations(feeds: Path) -> list[Path]:
+    """Remove every feeds/NAME/gen-* that `current` does not point to (a save cut short);
+    only under the sync lock, where no save can be under way."""
+    removed: list[Path] = []
+    for feed in feeds.iterdir() if feeds.is_dir() else ():
+        current = os.path.realpath(feed / "current")
+        for gen in feed.glob("gen-*"):
+            if str(gen.resolve()) != current:
+                shutil.rmtree(gen, ignore_errors=True)
+                removed.append(gen)
+    return removed
+
+
+def sha256_of(path: Path) -> str | None:
+    """The file's sha256, read in blocks (a 30 MB enforced.nft), or None if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+# -- what `status` and `sync` say of it ---------------------------------------------------------
+
+def state_dir_doc(store: Any, status: Mapping[str, Any]) -> dict[str, Any]:
+    """`status --json`'s state_dir: can it be written now, what was repaired lately."""
+    return {"path": str(store.root), "problem": store.write_problem(),
+            "repairs": list(status.get("state_repairs", [])) + store.repairs()}
+
+
+def state_dir_alarm(doc: Mapping[str, Any], red: str, reset: str) -> list[str]:
+    if not doc.get("problem"):
+        return []
+    return [f"{red}STATE DIRECTORY {doc['path']} CANNOT BE WRITTEN: {doc['problem']}{reset}",
+            "  what to do: free space or fix the disk (df -h, dmesg); the last sync may have "
+            "applied more than what is shown below", ""]
+
+
+def repair_lines(repairs: list[dict[str, str]]) -> list[str]:
+    return [f"repaired {r.get('time', 'now')}: {r['file']} was damaged ({r['problem']}); moved "
+            f"to {r['moved_to'] or 'nowhere'} and rebuilt" for r in repairs]

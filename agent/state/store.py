@@ -20,6 +20,8 @@ for a feed's several files.
                            a --for deadline that passed            last line at worst
     isolation.json         isolate/restore, a deadline passing     the last recorded state;
                                                                    unreadable = not isolated
+    allow-names.json       every sync and isolate (agent.isolation the addresses last resolved
+                           .resolve): isolation.allow's names      for them; missing = none
     enforced.nft           the one writer after each commit of     the whole table as last
                            the blocklist; it includes              committed: the boot unit
                            isolation.nft                           loads it with `nft -f`
@@ -55,7 +57,6 @@ accepted); the next sync then fetches every feed and reloads every enforcement p
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -81,6 +82,7 @@ STATUS = "status.json"
 APPLIED = "applied.json"
 HISTORY = "history.jsonl"
 ISOLATION = "isolation.json"
+ALLOW_NAMES = "allow-names.json"
 ENFORCED_NFT = "enforced.nft"
 ISOLATION_NFT = "isolation.nft"
 KERNEL_LOCK = "kernel.lock"
@@ -167,14 +169,7 @@ class StateStore:
         removed = sweep([self.root], recursive=True)
         for directory, prefix in elsewhere:
             removed += sweep([directory], prefix=prefix)
-        base = self.root / FEEDS
-        for feed in base.iterdir() if base.is_dir() else ():
-            current = os.path.realpath(feed / "current")
-            for gen in feed.glob("gen-*"):
-                if str(gen.resolve()) != current:
-                    shutil.rmtree(gen, ignore_errors=True)
-                    removed.append(gen)
-        return removed
+        return removed + health.stray_generations(self.root / FEEDS)
 
     def _write_json(self, name: str, data: Any) -> None:
         self.ensure()
@@ -336,6 +331,14 @@ class StateStore:
     def save_isolation(self, data: dict[str, Any]) -> None:
         self._write_json(ISOLATION, data)
 
+    def load_allow_names(self) -> dict[str, Any]:
+        """The addresses isolation.allow's names last resolved to ({} if none or unreadable):
+        what isolate and break-glass.nft use without asking a resolver."""
+        return self._read_record(ALLOW_NAMES)
+
+    def save_allow_names(self, data: dict[str, Any]) -> None:
+        self._write_json(ALLOW_NAMES, data)
+
     def save_boot_ruleset(self, text: str, check: Callable[[Path], None] | None = None) -> Path:
         """enforced.nft, loaded by blocklist-agent-boot.service before the network is up;
         `check` (nft -c) refuses a file that would not load before it replaces the old one."""
@@ -361,14 +364,7 @@ class StateStore:
 
     def boot_file_sha256(self, name: str) -> str | None:
         """sha256 of a boot file (enforced.nft, isolation.nft, break-glass.nft) or None."""
-        digest = hashlib.sha256()
-        try:
-            with open(self.root / name, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        except OSError:
-            return None
-        return digest.hexdigest()
+        return health.sha256_of(self.root / name)
 
     def isolation_boot_path(self) -> Path:
         return self.root / ISOLATION_NFT

@@ -158,10 +158,10 @@ def parse_manifest(data: bytes, *, key_id: str = "") -> Manifest:
             object_pairs_hook=_no_duplicate_keys,
             parse_constant=_no_constant,
         )
-    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: a 5000-digit number too
-        raise _malformed(f"not UTF-8 JSON: {str(exc)[:200]}") from None
-    except RecursionError:
-        raise _malformed("not UTF-8 JSON: nested too deeply") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer past Python's 4300 digits
+        raise _malformed(f"not UTF-8 JSON: {exc}") from exc
+    except RecursionError:  # the C reader stops at Python's recursion limit, about 1000 levels
+        raise _malformed("arrays or objects nested too deeply to be read") from None
     if not isinstance(obj, dict):
         raise _malformed(f"the top level must be a JSON object, got {type(obj).__name__}")
     missing = sorted(_TOP_FIELDS - obj.keys())

@@ -129,9 +129,13 @@ def test_first_sync_blocks_addresses_and_prefixes_v4_and_v6(agent: Agent) -> Non
     assert reach(lab, "lan1", "lan2")  # LAN to LAN is not the blocklist's business
 
 
-def test_management_network_is_never_blocked(agent: Agent) -> None:
-    assert reach(agent.lab, "mgmt", "c2")
-    assert reach(agent.lab, "mgmt", "c26")
+def test_management_hosts_are_blocked_like_any_host(agent: Agent) -> None:
+    """Admin workstations are what ransomware operators go for (issue 11): the blocklist has no
+    exemption for them (the guards still refuse to block the management networks themselves)."""
+    assert not reach(agent.lab, "mgmt", "c2")
+    assert not reach(agent.lab, "mgmt", "c26")
+    assert not reach(agent.lab, "mgmt", "bad_prefix_host")
+    assert reach(agent.lab, "mgmt", "site") and reach(agent.lab, "mgmt", "site6")
 
 
 def test_inbound_from_a_blocked_address_is_dropped(agent: Agent) -> None:

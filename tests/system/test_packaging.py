@@ -100,6 +100,19 @@ def test_the_service_keeps_what_it_needs_and_never_removes_enforcement() -> None
         assert "ExecStop" not in unit and "ExecStopPost" not in unit
 
 
+def test_the_boot_unit_follows_nftables_service() -> None:
+    """`systemctl restart|reload|start nftables` (its nftables.conf begins with `flush
+    ruleset`) loads enforced.nft again right after, daemon or not."""
+    boot = directives("blocklist-agent-boot.service")
+    assert boot["PartOf"] == ["nftables.service"]  # restart (and stop) propagate
+    assert boot["ReloadPropagatedFrom"] == ["nftables.service"]
+    assert boot["ExecReload"] == boot["ExecStart"]  # a reload loads the same file again
+    assert set(boot["WantedBy"][0].split()) == {"sysinit.target", "nftables.service"}
+    assert boot["Type"] == ["oneshot"] and boot["RemainAfterExit"] == ["yes"]
+    if Path("/lib/systemd/system/nftables.service").exists() and Path("/usr/sbin/nft").exists():
+        run("systemd-analyze", "verify", "--man=no", UNITS / "blocklist-agent-boot.service")
+
+
 # --- manual page and completion ------------------------------------------------------------------
 
 def test_the_manual_page_documents_every_command_and_option() -> None:
@@ -242,9 +255,15 @@ def test_the_package_installs_and_works_on_a_fresh_debian_12(debian12: Chroot) -
     assert deb.exists(), out
     shutil.copy(deb, debian12.root / "tmp")
 
-    debian12.sh("apt-get update -qq && apt-get install -y -qq --no-install-recommends "
-                f"/tmp/{deb.name} >/tmp/apt.log 2>&1 || {{ tail -40 /tmp/apt.log; exit 1; }}",
-                network=True, timeout=900)
+    # downloads with the network; the install itself (maintainer scripts, which look at the
+    # kernel's nftables) in the tree's own empty network namespace
+    def install(*options: str) -> str:
+        return (f"apt-get install -y -qq --no-install-recommends {' '.join(options)} "
+                f"/tmp/{deb.name} >/tmp/apt.log 2>&1 || {{ tail -40 /tmp/apt.log; exit 1; }}")
+
+    debian12.sh("apt-get update -qq && " + install("--download-only"), network=True,
+                timeout=900)
+    debian12.sh(install(), timeout=900)
     assert debian12.sh("blocklist-agent --version").strip() == f"blocklist-agent {__version__}"
     # the shipped configuration passes its own check, as installed
     assert debian12.sh("blocklist-agent -v check-config").strip() == \
@@ -259,14 +278,69 @@ def test_the_package_installs_and_works_on_a_fresh_debian_12(debian12: Chroot) -
         "ls /usr/share/man/man8/blocklist-agent.8.gz "
         "/usr/share/bash-completion/completions/blocklist-agent "
         "/etc/systemd/system/multi-user.target.wants/blocklist-agent.service "
-        "/etc/systemd/system/sysinit.target.wants/blocklist-agent-boot.service")
+        "/etc/systemd/system/sysinit.target.wants/blocklist-agent-boot.service "
+        "/etc/systemd/system/nftables.service.wants/blocklist-agent-boot.service")
     assert "/etc/blocklist-agent/agent.yaml" in listing
     assert "blocklist-agent.8.gz" in listing and "sysinit.target.wants" in listing
+    assert "nftables.service.wants" in listing  # restarting nftables brings it back
+    # the boot unit as installed, against the tree's own nftables.service and nft (the tree
+    # has no systemd of its own, so the daemon's unit, which needs sysinit.target, is not)
+    run("systemd-analyze", "verify", f"--root={debian12.root}", "--man=no",
+        "/lib/systemd/system/blocklist-agent-boot.service")
 
-    # remove keeps the state (a reinstall starts from the last good feeds); purge removes it
-    debian12.sh("mkdir -p /var/lib/blocklist-agent/feeds && "
-                "apt-get remove -y -qq blocklist-agent >/dev/null 2>&1 && "
-                "test -d /var/lib/blocklist-agent && test -f /etc/blocklist-agent/agent.yaml && "
-                "apt-get purge -y -qq blocklist-agent >/dev/null 2>&1 && "
-                "test ! -e /var/lib/blocklist-agent && test ! -e /etc/blocklist-agent/agent.yaml")
+    lifecycle(debian12, deb.name)
+
     print(f"build + install + checks: {time.monotonic() - started:.0f} s")
+
+
+LIFECYCLE = r"""
+blocklist-agent sync >/dev/null                       # the table, in this namespace's kernel
+nft list table inet blocklist_agent >/dev/null
+# an isolation nobody recorded (break-glass.nft loaded by hand, or a purged state)
+nft add element inet blocklist_agent iso_wan '{ "wan0" timeout 2h }'
+dpkg -i /tmp/DEB > /tmp/reinstall.log 2>&1            # an upgrade, as far as the scripts know
+rm -f /var/lib/blocklist-agent/nftables.json          # the next sync reloads the table whole
+blocklist-agent sync >/dev/null
+echo "kernel after the reinstall and a full reload: $(nft list set inet blocklist_agent \
+  iso_wan | tr -d '\n\t')"
+echo "recorded: $(cat /var/lib/blocklist-agent/isolation.json)"
+cat /tmp/reinstall.log
+echo "--- remove"
+apt-get remove -y -qq blocklist-agent 2>&1
+test -d /var/lib/blocklist-agent && test -f /etc/blocklist-agent/agent.yaml
+echo "--- purge"
+apt-get purge -y -qq blocklist-agent 2>&1
+test ! -e /etc/blocklist-agent/agent.yaml
+echo "--- left: $(ls -A /var/lib/blocklist-agent)"
+nft list table inet blocklist_agent >/dev/null        # still enforced, as it said
+echo "--- purge with BLOCKLIST_AGENT_PURGE_HISTORY"
+dpkg -i /tmp/DEB >/dev/null 2>&1
+BLOCKLIST_AGENT_PURGE_HISTORY=yes apt-get purge -y -qq blocklist-agent >/dev/null 2>&1
+test ! -e /var/lib/blocklist-agent && echo "state dir gone"
+"""
+
+
+def lifecycle(debian12: Chroot, deb: str) -> None:
+    """Reinstall while isolated, remove, purge: in the tree's own network namespace, whose
+    kernel holds the agent's table like a gateway's would."""
+    out = debian12.sh(LIFECYCLE.replace("DEB", deb))
+    print(out)
+    kernel, _, rest = out.partition("--- remove")
+    removed, _, rest = rest.partition("--- purge")
+    purged, _, history = rest.partition("--- purge with")
+    # an install never lifts an isolation it finds: recorded, kept by a full reload
+    assert "the gateway is ISOLATED (the kernel cuts wan0); the install keeps it" in kernel
+    assert "blocklist-agent restore" in kernel
+    assert '"wan0"' in kernel.split("kernel after", 1)[1].split("recorded:", 1)[0]
+    assert '"active": true' in kernel and '"by": "package install"' in kernel
+    # remove and purge say what stays in the kernel and how to lift it
+    assert "table inet blocklist_agent STAYS in the kernel" in removed
+    assert "ISOLATED (iso_wan: wan0" in removed
+    assert "nft delete table inet blocklist_agent" in removed
+    assert "blocklist-agent restore" in removed
+    assert "nft flush set inet blocklist_agent iso_wan" in purged
+    assert "nft delete table inet blocklist_agent" in purged
+    # purge keeps the audit trail, and only it, unless asked
+    assert "the audit trail is kept: /var/lib/blocklist-agent/history.jsonl" in purged
+    assert "--- left: history.jsonl\n" in purged
+    assert "state dir gone" in history

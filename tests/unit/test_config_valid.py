@@ -158,6 +158,12 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
             format: plain
             trusted_keys: ["{KEY}"]
             max_age: 2d
+          - name: dropv6
+            url: https://www.spamhaus.org/drop/dropv6.txt
+            format: spamhaus-drop
+            signature: none
+            min_prefix_v4: 12
+            min_prefix_v6: 29
         guards:
           min_prefix_v4: 16
           min_prefix_v6: 48
@@ -196,7 +202,7 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
     (tmp_path / "misp.key").chmod(0o600)
     config = loads(text)
     assert hash(config)  # frozen all the way down: lists became tuples
-    cert, feodo, _misp, soc = config.feeds
+    cert, feodo, _misp, soc, dropv6 = config.feeds
     assert (soc.format, soc.max_age) == ("plain", 2 * 86400)
     assert cert == FeedConfig(
         name="cert-sante",
@@ -214,6 +220,8 @@ def test_full_config_values_are_converted(tmp_path: Path) -> None:
     )
     assert (feodo.signature, feodo.format, feodo.trusted_keys) == ("none", "plain", ())
     assert feodo.line == line_of(text, "- name: feodo")
+    assert (feodo.min_prefix_v4, feodo.min_prefix_v6) == (None, None)  # the guards' then
+    assert (dropv6.min_prefix_v4, dropv6.min_prefix_v6) == (12, 29)
     assert config.guards == GuardConfig(
         16,
         48,

@@ -100,9 +100,9 @@ def test_plain_sample_with_bom_crlf_idn_comments_and_bad_lines() -> None:
     ]
     assert rejects(parsed) == [
         ("16", "not a valid address or domain name: 1.2.3.999"),
-        ("17", "not a valid domain name: 'evil.com;drop table'"),
-        ("18", "not a valid domain name: 'bad name.example'"),
-        ("19", "not a valid domain name: '\"quoted.example\"'"),
+        ("17", "not a value this format knows: evil.com;drop table"),
+        ("18", "not a value this format knows: bad|name.example"),
+        ("19", "not a value this format knows: \"quoted.example\""),
         ("20", "bad prefix length in 10.0.0.1/33"),
         ("21", "not a valid domain name: '-dash.example'"),
         ("22", "IPv6 address with a zone index: 2001:db8::1%eth0"),
@@ -129,8 +129,8 @@ def test_hosts_sample_skips_own_entries_and_reads_several_names() -> None:
         ("28", "host name is not a domain name: 1.2.3.4"),
         ("29", "hosts line needs an address and a name"),
         ("30", "hosts line does not start with an address: no-address.example"),
-        ("31", "not a valid domain name: 'bad!name.example'"),
-        ("32", "not a valid domain name: 'evil.example#nospace'"),
+        ("31", "host name is not a domain name: bad!name.example"),
+        ("32", "host name is not a domain name: evil.example#nospace"),
     ]
 
 
@@ -199,7 +199,7 @@ def test_threatfox_csv_types() -> None:
     # hashes (lines 13, 14) and the unknown type (19) are skipped, not rejected
     assert rejects(parsed) == [
         ("16", "not a valid address or domain name: 999.1.2.3"),
-        ("18", "not a valid domain name: 'bad domain.example'"),
+        ("18", "domain value is not a domain name: bad domain.example"),
     ]
 
 
@@ -234,7 +234,7 @@ def test_certfr_misp_csv() -> None:
     ]
     # line 8 (sha256) is skipped; line 9 has signature.to_ids 0 and is skipped
     assert rejects(parsed) == [
-        ("10", "not a valid domain name: 'mauvais domaine.example'"),
+        ("10", "domain value is not a domain name: mauvais domaine.example"),
         ("11", "domain|ip value needs 2 parts separated by '|'"),
         ("14", "ip-dst value is not an IP address or prefix: evil.example"),
     ]
@@ -299,28 +299,32 @@ def test_stix2_bundle() -> None:
 
 def test_rpz_zone() -> None:
     parsed = parse(read("rpz.zone"), "rpz")
-    assert rows(parsed) == [
-        d("evil.example", "13"),
-        d("evil.example", "14", sub=True),
-        d("tracker.example", "15"),
-        d("drop.example", "16"),
-        d("walled.example", "17"),
-        d("walled.example", "18"),  # owner carried to the indented AAAA line
-        d("mixed-case.example", "19"),
-        d("abs.example", "23"),
-        d("xn--80ak6aa92e.example", "24"),
-        d("redirect.example", "26"),
-        v4("192.0.2.7", "29"),
-        v4("198.51.100.0/24", "30"),
-        v6("2001:db8::1", "31"),
-        v6("2001:db8::/48", "32"),
+    got = [(i.type, i.value, i.subdomains, i.below, i.action, i.ref) for i in parsed.indicators]
+    assert got == [
+        ("domain", "evil.example", False, False, "", "13"),
+        ("domain", "evil.example", True, True, "", "14"),  # `*.name`: below only
+        ("domain", "tracker.example", False, False, "nodata", "15"),  # CNAME *.
+        ("domain", "drop.example", False, False, "drop", "16"),
+        ("domain", "walled.example", False, False, "", "17"),
+        ("domain", "walled.example", False, False, "", "18"),  # owner carried to the AAAA line
+        ("domain", "mixed-case.example", False, False, "", "19"),
+        ("domain", "ok.example", False, False, "passthru", "20"),  # an exception, kept as such
+        ("domain", "legacy-ok.example", False, False, "passthru", "21"),  # its legacy form
+        ("domain", "abs.example", False, False, "", "23"),
+        ("domain", "xn--80ak6aa92e.example", False, False, "", "24"),
+        ("domain", "note.example", False, False, "", "25"),  # TXT local data answers instead
+        ("domain", "redirect.example", False, False, "", "26"),
+        ("ipv4", "192.0.2.7", False, False, "", "29"),
+        ("ipv4", "198.51.100.0/24", False, False, "", "30"),
+        ("ipv6", "2001:db8::1", False, False, "", "31"),
+        ("ipv6", "2001:db8::/48", False, False, "drop", "32"),
     ]
-    # passthru (20), its legacy form (21), tcp-only (22), TXT (25), client-ip/nsdname/nsip
-    # triggers (33-35) and the SOA/NS of the apex are not blocks
+    # tcp-only (22), client-ip/nsdname/nsip triggers (33-35) and the SOA/NS of the apex are no
+    # policy to enforce
     assert rejects(parsed) == [
         ("38", "bad prefix length in 192.0.2.1/33"),
         ("39", "not a valid rpz-ip trigger: 1.2.3.rpz-ip"),
-        ("40", "not a valid domain name: 'bad_name!.example'"),
+        ("40", "RPZ name is not a domain name: bad_name!.example"),
         ("41", "owner name is outside the zone rpz.cert.example"),
         ("42", "cannot read record: no record type"),
         ("43", "unsupported zone file directive $INCLUDE"),

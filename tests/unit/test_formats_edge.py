@@ -37,7 +37,7 @@ def test_thousand_line_plain_file_with_three_hostile_lines() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["evil.com;drop table", "evil.com other.com", '"evil.com"', "'evil.com'", "evil.com\rx.com",
+    ["evil.com;drop table", "evil;com other.com", '"evil.com"', "'evil.com'", "evil.com\rx.com",
      "evil.com\x00", "ev\til.com", "evil.com\x1b[2J", "evil.com/../../etc", "évil.com\u2028x"],
 )
 def test_plain_rejects_names_with_separators_quotes_and_control_characters(line: str) -> None:
@@ -128,7 +128,7 @@ def test_url_with_a_newline_or_tab_is_rejected_not_joined(url: str) -> None:
     parsed = parse((URLHAUS_HEAD + urlhaus_row(url)).encode(), "urlhaus-csv")
     assert values(parsed) == []
     assert reasons(parsed) == [("2", "url contains a control or invisible character")]
-    parsed = parse(url.replace("\n", "\t").encode(), "plain")
+    parsed = parse(url.replace("\n", "\v").replace("\t", "\v").encode(), "plain")  # tab: columns
     assert reasons(parsed) == [("1", "value contains a control or invisible character")]
 
 
@@ -333,7 +333,7 @@ def test_stix_taxii_envelope_is_accepted() -> None:
 # --- RPZ --------------------------------------------------------------------------------------
 
 
-def test_rpz_passthru_forms_are_skipped() -> None:
+def test_rpz_passthru_forms_are_exceptions_never_blocks() -> None:
     zone = (b"$ORIGIN rpz.example.\n"
             b"allow.example CNAME rpz-passthru.\n"
             b"old-allow.example CNAME old-allow.example.\n"
@@ -341,7 +341,9 @@ def test_rpz_passthru_forms_are_skipped() -> None:
             b"tcp.example CNAME rpz-tcp-only.\n"
             b"block.example CNAME .\n")
     parsed = parse(zone, "rpz")
-    assert values(parsed) == ["block.example"]
+    assert [(i.value, i.action) for i in parsed.indicators] == [
+        ("allow.example", "passthru"), ("old-allow.example", "passthru"),
+        ("192.0.2.1", "passthru"), ("block.example", "")]
     assert parsed.rejects == ()
 
 
@@ -376,7 +378,7 @@ def test_rpz_quoted_text_and_unclosed_parenthesis() -> None:
             b'open.example CNAME ( .\r\n'
             b'never.example CNAME .\r\n')
     parsed = parse(zone, "rpz")
-    assert values(parsed) == ["after.example"]
+    assert values(parsed) == ["txt.example", "after.example"]  # TXT at a trigger: local data
     assert reasons(parsed) == [("4", "unclosed ( in record")]
 
 

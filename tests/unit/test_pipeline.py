@@ -59,6 +59,11 @@ BASE_SETS = {
     "allow_names": [],
     "allow_wild": [],
     "allow_ips": [],
+    "below": [],
+    "pass_names": [],
+    "pass_below": [],
+    "drop": [],
+    "nodata": [],
 }
 NEWER = BASE + "45.155.205.99\n"  # one entry more: an ordinary update
 

@@ -86,7 +86,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
 def _looks_like_manifest(data: bytes) -> bool:
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(doc, dict) and "payloads" in doc
 
@@ -122,8 +122,8 @@ def cmd_parse(args: argparse.Namespace, out: Output) -> int:
     else:
         write = sys.stdout.write
         for ind in parsed.indicators:
-            shown = f"*.{ind.value}" if ind.subdomains else ind.value
-            write(f"{ind.type}\t{shown}\n")
+            notes = [note for note in ("below only" if ind.below else "", ind.action) if note]
+            write(f"{ind.type}\t{ind.shown}{' (' + ', '.join(notes) + ')' if notes else ''}\n")
         for rej in parsed.rejects:
             print(f"{args.file}:{rej.ref}: {rej.reason}", file=sys.stderr)
         if not out.quiet:

@@ -1,9 +1,11 @@
 """isolate / restore: the kill switch, for on-call staff at 3 a.m.
 
-It never waits for a sync or needs the daemon: one small nft transaction on the isolation sets
-(plus creating the table's isolation part if the table is missing), then the record, the audit
-trail (journal with fields and history.jsonl), `enforced.nft` and `break-glass.nft` for the boot
-path and for when Python is broken.
+It never waits for a sync, the daemon or DNS: the allowlist's names start resolving in threads
+at once, the cut is one small nft transaction with the addresses stored for them, and what
+answers within the deadline is added right after. Before the cut it checks that the WAN
+interfaces exist and carry the default routes (else it refuses, unless --force); after it, it
+reads the kernel back and reports what is really cut. Then the record, the audit trail (journal
+with fields and history.jsonl), `enforced.nft` and `break-glass.nft`.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import os
 import sys
 from typing import Any
 
-from agent import isolation, lifelines
+from agent import lifelines
 from agent.backends import killswitch
+from agent.backends.nft_exec import Nft
+from agent.backends.nft_view import KernelIsolation
 from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config, operator
 from agent.config import Config
 from agent.daemon.notify import Journal
-from agent.errors import UsageError
-from agent.isolation import model
-from agent.isolation.model import IsolationState, Quarantine
-from agent.isolation.resolve import allow_now
-from agent.isolation.status import describe, isolation_text
+from agent.errors import AgentError, UsageError
+from agent.isolation import intent, model, preflight, record, resolve
+from agent.isolation.clock import Clock, read_clock
+from agent.isolation.model import IsolationState, Verdict
+from agent.isolation.status import describe, isolation_text, plan_doc, plan_text
 from agent.state import StateStore
 from agent.util.timefmt import human_utc
 
@@ -58,63 +62,169 @@ def _require_nftables(config: Config) -> None:
                          "internet)", hint="set firewall.wan_interfaces, e.g. [wan0]")
 
 
-def _begin(args: argparse.Namespace) -> tuple[Config, StateStore, int, IsolationState]:
-    """The configuration, the state directory, the time and the live state a command starts
-    from."""
-    config = load_config(args)
-    _require_nftables(config)
-    store = StateStore(config.state_dir)
-    now = isolation.now()
-    return config, store, now, isolation.load(store).live(now)
+class Start:
+    """What a command starts from: configuration, state directory, nft, the clock and the
+    record judged on the boot's clock. The kernel is read after the commit, not before: six
+    nft listings would delay the cut (an isolation made with plain nft, break-glass, is then
+    replaced rather than extended; the commit holds either way)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = StateStore(self.config.state_dir)
+        self.nft = Nft()
+        self.clock: Clock = read_clock()
+        self.verdict: Verdict = intent.current(self.config, self.store, None, self.clock)
+
+    @property
+    def previous(self) -> IsolationState:
+        return self.verdict.state
+
+    def note_lifts(self) -> None:
+        """A deadline the kernel honoured since the last record: said once in the history,
+        before this command's record replaces it."""
+        if self.verdict.lifted:
+            record.note_lift(self.store)
+
+    def read_back(self, state: IsolationState) -> tuple[dict[str, Any], KernelIsolation | None]:
+        kernel = killswitch.read_kernel(self.config, self.nft)
+        verdict = Verdict(state, lifted=False, removed=False, adopted=False)
+        return describe(self.config, verdict, self.clock.wall, kernel), kernel
 
 
-def _enforce(config: Config, store: StateStore, state: IsolationState, now: int, out: Output,
-             event: dict[str, Any], said: str, **fields: str | None) -> int:
-    """Make the kernel match `state`, leave the audit trail (history.jsonl, then the journal
-    line `said` with `fields`) and show the result."""
-    killswitch.enforce(config, store, state, now)
-    store.append_history(event)
-    journal().event(logging.WARNING, said, **fields)
-    doc = describe(config, state, now)
-    out.emit(doc, lambda: isolation_text(doc))
-    return EXIT_OK
+def _commit(start: Start, state: IsolationState) -> None:
+    killswitch.enforce(start.config, start.store, state, start.clock.wall, start.nft)
+
+
+def _preflight(start: Start, args: argparse.Namespace, out: Output,
+               peers: list[str]) -> preflight.Preflight | None:
+    """Refuse a cut that would be a lie (exit 1), unless --force; None for peers only."""
+    if peers:
+        return None
+    prefix = start.nft.command[:-1]  # the namespace nft runs in (`ip netns exec NS nft`)
+    check = preflight.check(start.config.firewall.wan_interfaces, prefix)
+    if check.ok or args.dry_run:
+        return check
+    problems = "; ".join(check.problems())
+    if not args.force:
+        raise AgentError(f"refusing to isolate: {problems}",
+                         hint=f"{check.fix()}; or isolate anyway with --force",
+                         reason="isolation-preflight")
+    out.warn(f"WARNING: --force: isolating although {problems}. THE CUT MAY NOT HOLD: check "
+             "with `blocklist-agent status` and a probe from the LAN.")
+    return check
+
+
+def _question(start: Start, scope: str, kind: str | None, duration: int | None) -> str:
+    lines = [f"Isolate {scope}?"]
+    prev = start.previous
+    if kind is not None:
+        until = human_utc(prev.deadline) if prev.deadline else "restore"
+        lines.insert(0, f"Already ISOLATED since {human_utc(prev.since) if prev.since else '?'}"
+                     f" by {prev.by} ({prev.reason}), until {until}: this is {kind} it.")
+    wan = preflight.ssh_over_wan(start.config.firewall.wan_interfaces, start.nft.command[:-1])
+    if wan is not None:
+        hint = ("" if duration else " Consider --for 15m, so that the kernel lifts the cut by "
+                "itself if you lose this session.")
+        lines.insert(0, f"WARNING: your SSH session arrives over {wan}, a WAN interface: the "
+                     f"cut will close it (unless your address is an essential service).{hint}")
+    return "\n".join(lines)
 
 
 def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
-    config, store, now, previous = _begin(args)
-    deadline = now + args.duration if args.duration else None
-    who = operator()
+    config = load_config(args)
+    _require_nftables(config)
+    lookup = resolve.start(config)  # the names resolve while everything else happens
+    start = Start(config)
     peers = list(args.peer or [])
     for name in peers:
         if config.isolation.peer(name) is None:
             known = ", ".join(n for n, _ in config.isolation.peers) or "none configured"
             raise UsageError(f"unknown peer {name!r} (isolation.peers: {known})")
+    check = _preflight(start, args, out, peers)
+    who, clock, previous = operator(), start.clock, start.previous
+    if peers:
+        kind = "replacing" if {p.name for p in previous.peers} & set(peers) else None
+    else:
+        kind = model.change_kind(previous, clock, args.duration)
     scope = f"peer(s) {', '.join(peers)}" if peers else "the whole gateway from the internet"
-    if not _confirm(f"Isolate {scope}?", out, args.yes):
+    if args.dry_run:
+        resolution = lookup.settle(resolve.stored(start.store))
+        state = _next_state(start, args, peers, who, resolution.allow(_addrs(config, start.store)))
+        doc = plan_doc(config, state, check, kind, peers, clock.wall)
+        out.emit(doc, lambda: plan_text(doc))
+        return EXIT_OK if check is None or check.ok or args.force else EXIT_FAIL
+    if not _confirm(_question(start, scope, kind, args.duration), out, args.yes):
         print("nothing done", file=sys.stderr)
         return EXIT_FAIL
-    allow = allow_now(config, previous)
-    # the gateway's lifelines (feed servers, resolvers, NTP, the DNS primary) as last resolved:
-    # never cut, so the publisher's correction and a right clock still reach the gateway
-    life = lifelines.kept(config, store).addresses()
-    allow = allow._replace(addresses=tuple(dict.fromkeys([*allow.addresses, *life])))
-    if peers:
-        state = model.quarantine(previous, allow, [
-            Quarantine(n, config.isolation.peer(n) or (), now, who, args.reason, deadline)
-            for n in peers])
-    else:
-        state = model.isolate(previous, allow, since=now, by=who, reason=args.reason,
-                              deadline=deadline)
-    event = {"event": "isolate", "by": who, "reason": args.reason, "deadline": deadline,
-             "peers": peers or None, "allow": list(allow.addresses)}
-    return _enforce(config, store, state, now, out, event,
-                    f"isolation: {scope} cut by {who}: {args.reason}",
+    stored = resolve.stored(start.store)
+    first = lookup.settle(stored, 0.0)  # what answered already: the cut waits for nothing
+    state = _next_state(start, args, peers, who, first.allow(_addrs(config, start.store)))
+    start.note_lifts()
+    _commit(start, state)
+    resolution = lookup.settle(stored)  # the rest of the deadline, after the cut
+    resolve.keep(start.store, config, resolution, clock.wall)
+    if resolution != first:  # what answered after the cut is opened (and recorded) now
+        state = model.with_allow(state, resolution.allow(_addrs(config, start.store)))
+        _commit(start, state)
+    event: dict[str, Any] = {
+        "event": "isolate", "by": who, "reason": args.reason, "deadline": state.deadline,
+        "peers": peers or None, "allow": list(state.allow), "mode": kind,
+        "unresolved": list(state.unresolved) or None,
+        "forced": check.problems() if check is not None and not check.ok else None}
+    if kind is not None and not peers:
+        event["previous"] = {k: getattr(previous, k) for k in ("since", "by", "reason",
+                                                                "deadline")}
+    start.store.append_history(event)
+    journal().event(logging.WARNING, f"isolation: {scope} cut by {who}: {args.reason}"
+                    + (f" ({kind} the isolation by {previous.by})" if kind else ""),
                     action="isolate", by=who, reason=args.reason, peer=",".join(peers) or None,
-                    deadline=human_utc(deadline) if deadline else None)
+                    deadline=human_utc(state.deadline) if state.deadline else None)
+    doc, kernel = start.read_back(state)
+    if kind is not None:
+        doc["change"] = kind
+    out.emit(doc, lambda: (f"{kind} the running isolation\n" if kind else "")
+             + isolation_text(doc))
+    ghosts = [w for w in doc["cut"] if check is not None and w in check.missing]
+    if ghosts:
+        around = sorted({dev for _, dev in check.outside}) if check is not None else []
+        out.warn(f"WARNING: the kernel cuts {', '.join(ghosts)}, which does not exist here: "
+                 "nothing passes through it"
+                 + (f"; traffic through {', '.join(around)} is NOT cut" if around else ""))
+    missing = [] if peers else sorted(set(config.firewall.wan_interfaces) - set(doc["cut"]))
+    if kernel is None or missing:
+        what = ("the kernel could not be read back" if kernel is None
+                else f"the kernel does NOT cut {', '.join(missing)}")
+        out.warn(f"isolation NOT verified: {what}; check `nft list set inet "
+                 f"{config.firewall.table} iso_wan`")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def _addrs(config: Config, store: StateStore) -> list[str]:
+    """The addresses kept open: isolation.allow's, and the gateway's lifelines (feed servers,
+    resolvers, NTP, the DNS primary) as last resolved, so that the publisher's correction and a
+    right clock still reach the gateway."""
+    life = lifelines.kept(config, store).addresses()
+    return list(dict.fromkeys([*model.allow_targets(config)[0], *life]))
+
+
+def _next_state(start: Start, args: argparse.Namespace, peers: list[str], who: str,
+                allow: model.Allow) -> IsolationState:
+    clock, config = start.clock, start.config
+    if peers:
+        return model.quarantine(start.previous, allow, [
+            model.new_quarantine(n, config.isolation.peer(n) or (), clock=clock, by=who,
+                                 reason=args.reason, duration=args.duration)
+            for n in peers])
+    return model.isolate(start.previous, allow, clock=clock, by=who, reason=args.reason,
+                         duration=args.duration)
 
 
 def cmd_restore(args: argparse.Namespace, out: Output) -> int:
-    config, store, now, previous = _begin(args)
+    config = load_config(args)
+    _require_nftables(config)
+    start = Start(config)
+    previous = start.previous
     who = operator()
     peers = list(args.peer or [])
     if peers:
@@ -126,7 +236,19 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     else:
         state = model.restore(previous)
         scope = "internet access"
-    event = {"event": "restore", "by": who, "reason": args.reason, "peers": peers or None}
-    return _enforce(config, store, state, now, out, event,
-                    f"isolation: {scope} restored by {who}: {args.reason}",
+    start.note_lifts()
+    _commit(start, state)
+    event = {"event": "restore", "by": who, "reason": args.reason, "peers": peers or None,
+             "lifted": None if peers or not previous.active else
+             {k: getattr(previous, k) for k in ("since", "by", "reason")}}
+    start.store.append_history(event)
+    journal().event(logging.WARNING, f"isolation: {scope} restored by {who}: {args.reason}",
                     action="restore", by=who, reason=args.reason, peer=",".join(peers) or None)
+    doc, kernel = start.read_back(state)
+    out.emit(doc, lambda: isolation_text(doc))
+    if kernel is None or (not peers and doc["active"]):
+        out.warn("restore NOT verified: " + ("the kernel could not be read back" if kernel
+                                             is None else "the kernel still cuts "
+                                             + ", ".join(doc["cut"])))
+        return EXIT_FAIL
+    return EXIT_OK

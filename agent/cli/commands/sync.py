@@ -17,9 +17,11 @@ from agent.errors import UsageError
 from agent.fetch import HttpFetcher
 from agent.guards import Policy
 from agent.indicators import InvalidValue
+from agent.isolation.resolve import refresh as refresh_allow_names
 from agent.isolation.status import isolation_text
 from agent.psl import default as default_psl
 from agent.state import StateStore
+from agent.state.health import repair_lines, state_dir_alarm, state_dir_doc
 from agent.util.escape import shown
 from agent.util.timefmt import utc_now
 from agent.why import explain
@@ -82,8 +84,7 @@ def plan_text(result: pipeline.SyncResult) -> str:
     lines += result.notes
     lines += [f"{b['name']}: APPLY FAILED ({b['error']['reason']})" for b in result.backends
               if not b["applied"]]
-    lines += [f"state file {r['file']} was damaged ({r['problem']}): moved to "
-              f"{r['moved_to'] or 'nowhere'}, rebuilt" for r in result.repairs]
+    lines += repair_lines(result.repairs)
     for name, path in result.rendered.items():
         lines.append(f"rendered {name}: {path}")
     if result.error:
@@ -103,6 +104,8 @@ def cmd_sync(args: argparse.Namespace, out: Output) -> int:
     with contextlib.nullcontext() if args.dry_run else store.lock():
         facts = lifelines.gather(config, store, save=not args.dry_run)
         now = utc_now()
+        if not args.dry_run:  # the kill switch's names, for an isolation that needs no DNS
+            refresh_allow_names(config, store, int(now.timestamp()))
         result = pipeline.run(config, fetcher=HttpFetcher(), store=store,
                               local=overrides.load(config.local_dir, now=int(now.timestamp())),
                               backends=backends, dry_run=args.dry_run, force=args.force,
@@ -126,8 +129,7 @@ def cmd_status(args: argparse.Namespace, out: Output) -> int:
         "guard_rejects": status.get("guard_rejects", {}),
         "overrides": status.get("overrides", {}),
     }
-    doc["state_dir"] = {"path": str(store.root), "problem": store.write_problem(),
-                        "repairs": status.get("state_repairs", []) + store.repairs()}
+    doc["state_dir"] = state_dir_doc(store, status)
     facts = lifelines.kept(config, store)
     doc["lifelines"] = {"protected": [{"value": v, "what": w} for v, w in facts.lifelines],
                         "unresolved": list(facts.unresolved)}
@@ -188,14 +190,11 @@ def status_text(doc: dict[str, Any]) -> str:
         lines += ["  what to do: the running daemon repairs this within seconds; otherwise "
                   "run `blocklist-agent sync` (or `nft -f /var/lib/blocklist-agent/enforced.nft`)",
                   ""]
-    sd = doc.get("state_dir") or {}
-    if sd.get("problem"):
-        lines += [f"{red}STATE DIRECTORY {sd['path']} CANNOT BE WRITTEN: {sd['problem']}{reset}",
-                  "  what to do: free space or fix the disk (df -h, dmesg); the last sync may have "
-                  "applied more than what is shown below", ""]
+    lines += state_dir_alarm(doc.get("state_dir") or {}, red, reset)
     iso = doc.get("isolation")
     if iso and (iso["active"] or iso["peers"]):  # first, and in red on a terminal
-        lines += [isolation_text(iso, color=sys.stdout.isatty()), ""]
+        # (a disagreement of the kill switch is among those said just above)
+        lines += [isolation_text({**iso, "disagreement": None}, color=sys.stdout.isatty()), ""]
     # what follows quotes servers and feeds (errors, publishers): escaped, colours come only above
     return "\n".join([*lines, shown("\n".join(_status_lines(doc)), newlines=True)])
 
@@ -239,9 +238,7 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
             detail = ", ".join(f"{k} {v}" for k, v in sorted(guard.items()))
             lines.append(f"  rejected: {f.get('parse_rejects', 0)} malformed"
                          + (f", guards: {detail}" if detail else ""))
-    for r in (doc.get("state_dir") or {}).get("repairs", [])[:3]:
-        lines.append(f"repaired {r.get('time', '')}: {r['file']} was damaged ({r['problem']}); "
-                     f"moved to {r['moved_to'] or 'nowhere'} and rebuilt")
+    lines += repair_lines((doc.get("state_dir") or {}).get("repairs", [])[:3])
     life = doc.get("lifelines") or {}
     if life.get("protected"):
         shown_values = ", ".join(e["value"] for e in life["protected"][:8])
@@ -373,6 +370,31 @@ def cmd_check_config(args: argparse.Namespace, out: Output) -> int:
     config = load_config(args)
     backends_for(config)
     Policy.from_config(config, psl=default_psl())
-    out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds)},
+    warnings = interface_warnings(config)
+    if not out.json:
+        for warning in warnings:
+            out.warn(f"warning: {warning}")
+    out.emit({"config": config.path, "valid": True, "feeds": len(config.feeds),
+              "warnings": warnings},
              lambda: "" if not out.verbose else f"{config.path}: OK")
     return EXIT_OK
+
+
+def interface_warnings(config: Config) -> list[str]:
+    """Interfaces of the configuration that do not exist now: warned, not refused (ppp links
+    come and go), because isolating through a name that does not exist cuts nothing."""
+    from agent.isolation.preflight import absent
+
+    fw = config.firewall
+    if fw.backend != "nftables":
+        return []
+    missing, error = absent([*fw.wan_interfaces, *fw.lan_interfaces])
+    if error is not None:
+        return [f"cannot list this host's interfaces to check the configured ones: {error}"]
+    out = []
+    for name in missing:
+        key = "wan_interfaces" if name in fw.wan_interfaces else "lan_interfaces"
+        cut = " (isolate refuses to run while it is missing)" if key == "wan_interfaces" else ""
+        out.append(f"firewall.{key}: interface {name} does not exist on this host now{cut}; "
+                   "ip -br link lists the interfaces")
+    return out
