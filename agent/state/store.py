@@ -314,13 +314,16 @@ class StateStore:
         return self._read_record(LIFELINES)
 
     def save_lifelines(self, data: dict[str, Any]) -> None:
-        """Best effort: a cache of addresses; a full disk must not stop the sync that needs
-        them (this sync uses what it resolved; the next one writes them again)."""
+        self._write_cache(LIFELINES, data)
+
+    def _write_cache(self, name: str, data: dict[str, Any]) -> None:
+        """Best effort: a cache of resolved addresses; a full disk must not stop the sync that
+        needs them (it uses what it resolved; the next one writes them again)."""
         try:
-            self._write_json(LIFELINES, data)
+            self._write_json(name, data)
         except OSError as exc:
-            log.warning("cannot write %s: %s; the addresses resolved now still protect this "
-                        "sync", self.root / LIFELINES, exc.strerror or exc)
+            log.warning("cannot write %s: %s; the addresses resolved now are used all the same",
+                        self.root / name, exc.strerror or exc)
 
     # -- the kill switch and the backends' own records ------------------------------------
     def load_isolation(self) -> dict[str, Any]:
@@ -337,7 +340,7 @@ class StateStore:
         return self._read_record(ALLOW_NAMES)
 
     def save_allow_names(self, data: dict[str, Any]) -> None:
-        self._write_json(ALLOW_NAMES, data)
+        self._write_cache(ALLOW_NAMES, data)
 
     def save_boot_ruleset(self, text: str, check: Callable[[Path], None] | None = None) -> Path:
         """enforced.nft, loaded by blocklist-agent-boot.service before the network is up;
