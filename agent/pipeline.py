@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import overrides
+from agent import ledger, overrides
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config, FeedConfig
 from agent.errors import AgentError, FetchError
@@ -263,6 +263,7 @@ def run(
     baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
     plan = make_plan(baseline, blocklist,
                      max_change=config.guards.max_change, force=force)
+    blocklist = ledger.following(baseline, plan, blocklist)
     meta = previous[1] if previous else {}
     clock.add("plan", started)
 

@@ -14,7 +14,10 @@ for a feed's several files.
     status.json            pipeline.run after every sync that is   the last sync's outcome or
                            not a dry run (agent.state.status)      the one before
     applied.json           pipeline.run, after every backend       always what was last fully
-                           applied the change                      applied (or the one before)
+                           applied the change: the difference      applied (or the one before)
+                           from a base (agent/state/applied.py)
+    applied.base/SHA.json  the base, rewritten once the difference a new base is written before
+                           holds a tenth of the entries             applied.json names it
     history.jsonl          allow/deny/unallow, isolate/restore,    every line fsynced; a torn
                            a --for deadline that passed            last line at worst
     isolation.json         isolate/restore, a deadline passing     the last recorded state;
@@ -61,6 +64,7 @@ from typing import Any
 
 from agent.errors import StateError
 from agent.merge import Blocklist
+from agent.state import applied
 from agent.state.feeds import INDEX, RECORD, REJECTS, CachedFeed, FeedRecord
 from agent.state.status import after_sync
 from agent.util.fsutil import atomic_write, fsync_dir
@@ -68,7 +72,7 @@ from agent.util.timefmt import iso_z
 
 LOCK = "lock"
 STATUS = "status.json"
-APPLIED = "applied.json"
+APPLIED = applied.APPLIED
 HISTORY = "history.jsonl"
 ISOLATION = "isolation.json"
 ENFORCED_NFT = "enforced.nft"
@@ -231,15 +235,14 @@ class StateStore:
 
     # -- applied blocklist, status, history -----------------------------------------------
     def load_applied(self) -> tuple[Blocklist, dict[str, Any]] | None:
-        data = self._read_json(APPLIED)
-        if data is None:
-            return None
-        return Blocklist.from_json(data.get("sets", {})), data.get("meta", {})
+        """What was last applied; its sets are read from disk only when used (agent.ledger)."""
+        return applied.load(self.root)
 
     def save_applied(self, blocklist: Blocklist, meta: dict[str, Any]) -> None:
+        """Record `blocklist` as applied: at the cost of its difference from the last record
+        when it was made from it (`LazyBlocklist.after`), else whole."""
         self.ensure()
-        data = {"meta": meta, "sets": blocklist.to_json()}
-        atomic_write(self.root / APPLIED, json.dumps(data).encode())
+        applied.save(self.root, blocklist, meta)
 
     def applied_mtime(self) -> float | None:
         """When applied.json was last written (the metrics' "last applied" time)."""
