@@ -53,14 +53,21 @@ class Blocklist(NamedTuple):
         return cls(*(frozenset(data.get(name, ())) for name in SET_NAMES))
 
 
-def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = ()) -> Blocklist:
-    """Union of all sources (feeds and local denies), minus the allows, deduplicated."""
-    addrs: dict[str, set[str]] = {IPV4: set(), IPV6: set()}
-    nets: dict[str, set[str]] = {IPV4: set(), IPV6: set()}
-    names: set[str] = set()
-    wild: set[str] = set()
-    for source in sources:
-        for ind in source:
+class Union(NamedTuple):
+    """Every source's values in one set per kind, before aggregation and the allows."""
+
+    addrs: dict[str, set[str]]  # IPV4 / IPV6 -> single addresses
+    nets: dict[str, set[str]]  # IPV4 / IPV6 -> prefixes
+    names: set[str]
+    wild: set[str]
+
+    @classmethod
+    def empty(cls) -> Union:
+        return cls({IPV4: set(), IPV6: set()}, {IPV4: set(), IPV6: set()}, set(), set())
+
+    def add(self, indicators: Iterable[Indicator]) -> None:
+        addrs, nets, names, wild = self
+        for ind in indicators:
             if ind.type == DOMAIN:
                 (wild if ind.subdomains else names).add(ind.value)
             elif "/" in ind.value:
@@ -68,6 +75,19 @@ def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = (
             else:
                 addrs[ind.type].add(ind.value)
 
+
+def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = ()) -> Blocklist:
+    """Union of all sources (feeds and local denies), minus the allows, deduplicated."""
+    union = Union.empty()
+    for source in sources:
+        union.add(source)
+    return finish(union, allow)
+
+
+def finish(union: Union, allow: Iterable[Indicator] = ()) -> Blocklist:
+    """The blocklist from the sources' union: prefixes aggregated, covered entries dropped,
+    the allows carved out (agent.digest builds the union from compact feed results)."""
+    addrs, nets, names, wild = union
     allow_ips: set[str] = set()
     allow_names: set[str] = set()
     allow_wild: set[str] = set()
@@ -83,8 +103,8 @@ def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = (
         allowed = [a for a in allow_ips if (":" in a) == (kind == IPV6)]
         out_addrs[kind], out_nets[kind] = _addresses(addrs[kind], nets[kind], allowed, family)
 
-    names -= allow_names
-    wild -= allow_names
+    if allow_names:  # never in place: the union may be a feed's own cached set
+        names, wild = names - allow_names, wild - allow_names
     names, wild = _drop_covered(names, wild, allow_wild)
     return Blocklist(
         v4=out_addrs[IPV4], v4_nets=out_nets[IPV4], v6=out_addrs[IPV6], v6_nets=out_nets[IPV6],

@@ -24,15 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import ledger, overrides
+from agent import feedcache, ledger, overrides
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config, FeedConfig
+from agent.digest import Digest, merged
 from agent.errors import AgentError, FetchError
 from agent.fetch import Fetcher
-from agent.formats.policy import parse_payloads
 from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
-from agent.merge import Blocklist, merge
+from agent.merge import Blocklist
 from agent.plan import Plan, make_plan
 from agent.psl import PublicSuffixList
 from agent.psl import default as public_suffixes
@@ -64,6 +64,11 @@ class FeedOutcome:
     data: source.FeedData | None = None  # fresh data to record once applied
     index: tuple[str, ...] = ()
     refreshed: bool = True  # False: not due in this sync, its last good copy was used
+    digest: Digest | None = None  # the validated result in compact form (agent.digest)
+
+    @property
+    def accepted(self) -> int:
+        return self.digest.summary.accepted if self.digest is not None else len(self.indicators)
 
     @property
     def failing(self) -> bool:
@@ -79,10 +84,11 @@ class FeedOutcome:
             "issued": rec.issued if rec else None,
             "expires": rec.expires if rec else None,
             "stale": self.stale,
-            "parsed": self.parsed, "accepted": len(self.indicators),
+            "parsed": self.parsed, "accepted": self.accepted,
             "parse_rejects": self.parse_rejects,
             "reject_samples": [r.to_dict() for r in self.reject_samples],
-            "guard_rejects": self.guard.counts(),
+            "guard_rejects": (dict(self.digest.summary.guard_counts) if self.digest is not None
+                              else self.guard.counts()),
             "guard_samples": [
                 {"value": g.indicator.value, "reason": g.reason, "detail": g.detail}
                 for g in self.guard.rejected[:SAMPLE]
@@ -149,9 +155,14 @@ def _guard_lines(rejected: Sequence[GuardReject]) -> list[str]:
 
 def process_feed(
     feed: FeedConfig, fetcher: Fetcher, store: StateStore, policy: Policy, now: datetime,
-    clock: _Clock, *, with_index: bool, refresh: bool = True,
+    clock: _Clock, *, with_index: bool, refresh: bool = True, policy_print: str | None = None,
+    save: bool = True,
 ) -> FeedOutcome:
-    """One feed's contribution: downloaded and verified if `refresh`, else its last good copy."""
+    """One feed's contribution: downloaded and verified if `refresh`, else its last good copy.
+
+    Parse and guards run only for a copy whose validated result is not cached under the same
+    key (agent.feedcache): an unchanged payload costs its re-verification and nothing more.
+    """
     cached = store.load_feed(feed.name)
     if not refresh and cached is None:
         return FeedOutcome(feed.name, "failed", None, refreshed=False, error=FetchError(
@@ -168,17 +179,18 @@ def process_feed(
         clock.add("fetch_verify", started)
 
     outcome_status = "updated" if data is not None and data.fresh else "unchanged"
-    parsed: tuple[list[Indicator], list[Reject], int, tuple[str, ...]] | None = None
+    valid: feedcache.Validated | None = None
     if data is not None and data.fresh:
         started = time.perf_counter()
         try:
-            parsed = parse_payloads(feed, data, with_index=with_index)
+            valid = feedcache.validated(feed, data, policy, store, policy_print=policy_print,
+                                        lines=with_index, save=save)
         except AgentError as exc:
             error, data = exc, None
         clock.add("parse", started)
 
     record = data.record if data is not None else (cached.record if cached else None)
-    if parsed is None:
+    if valid is None:
         if error is not None:
             outcome_status = "kept" if cached else "failed"
             log.error("feed %s refused: %s", feed.name, error)
@@ -187,22 +199,22 @@ def process_feed(
         started = time.perf_counter()
         try:
             cached_data = source.load_cached(feed, cached)
-            parsed = parse_payloads(feed, cached_data, with_index=False)
+            valid = feedcache.validated(feed, cached_data, policy, store,
+                                        policy_print=policy_print, lines=False, save=save)
         except AgentError as exc:
             log.error("feed %s: the last good copy is unusable: %s", feed.name, exc)
             return FeedOutcome(feed.name, "failed", cached.record, error=error or exc,
                                refreshed=refresh)
         finally:
             clock.add("parse", started)
-    indicators, rejects, total, index = parsed
-    started = time.perf_counter()
-    guard = policy.check(indicators)
-    clock.add("guards", started)
+    summary = valid.digest.summary
     return FeedOutcome(
-        name=feed.name, status=outcome_status, record=record, indicators=guard.accepted,
-        parsed=total, parse_rejects=len(rejects), reject_samples=tuple(rejects[:SAMPLE]),
-        guard=guard, error=error, stale=record is not None and source.expired(record, now),
-        data=data, index=index, refreshed=refresh,
+        name=feed.name, status=outcome_status, record=record, parsed=summary.parsed,
+        parse_rejects=summary.parse_rejects, reject_samples=summary.reject_samples,
+        guard=GuardResult((), valid.rejected if valid.parsed_now and data is not None
+                          and data.fresh else summary.guard_samples),
+        error=error, stale=record is not None and source.expired(record, now),
+        data=data, index=valid.index_lines, refreshed=refresh, digest=valid.digest,
     )
 
 
@@ -236,13 +248,15 @@ def run(
                                 psl=psl if psl is not None else public_suffixes(),
                                 now=int(now.timestamp()))
 
+    policy_print = feedcache.policy_fingerprint(policy)
     outcomes = []
     for feed in config.feeds:
         due = refresh is None or feed.name in refresh
         say(f"feed {feed.name}: fetching {feed.url}" if due
             else f"feed {feed.name}: using its last good copy")
         outcomes.append(process_feed(feed, fetcher, store, policy, now, clock,
-                                     with_index=not dry_run, refresh=due))
+                                     with_index=not dry_run, refresh=due,
+                                     policy_print=policy_print, save=not dry_run))
 
     started = time.perf_counter()
     local_deny = policy.check(o.indicator for o in local.deny)
@@ -252,8 +266,9 @@ def run(
 
     say("merging")
     started = time.perf_counter()
-    blocklist = merge([*(o.indicators for o in outcomes), local_deny.accepted],
-                      allow=[o.indicator for o in local.allow])
+    blocklist = merged([o.digest for o in outcomes if o.digest is not None],
+                       [*(o.indicators for o in outcomes), local_deny.accepted],
+                       allow=[o.indicator for o in local.allow])
     clock.add("merge", started)
 
     started = time.perf_counter()

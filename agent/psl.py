@@ -12,6 +12,7 @@ their own rules.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +50,16 @@ class PublicSuffixList:
         self._plain = frozenset(plain)
         self._wild = frozenset(wild)
         self._exceptions = frozenset(exceptions)
+        self._fingerprint = ""
+
+    def fingerprint(self) -> str:
+        """Equal for equal rules: cached feed results checked against another list are not
+        reused (agent.feedcache)."""
+        if not self._fingerprint:
+            text = "\n".join([*sorted(self._plain), "*", *sorted(self._wild), "!",
+                              *sorted(self._exceptions)])
+            self._fingerprint = hashlib.sha256(text.encode()).hexdigest()
+        return self._fingerprint
 
     def __len__(self) -> int:
         return len(self._plain) + len(self._wild)

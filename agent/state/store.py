@@ -42,6 +42,8 @@ for a feed's several files.
                            record.json (serial, hashes, ETag), index.tsv and rejects.tsv
                            (provenance of every accepted and refused value, for `why`);
                            a crash mid-write leaves a stray gen-* that the next save removes
+    cache/NAME/KEY.digest  a feed copy's validated result (agent/state/cache.py), checked
+                           when read, rebuilt from the payloads when it fails the check
     .NAME.*.tmp            a write in progress; removed on failure, harmless if left
 
 Losing the directory loses the offline start and the rollback protection (the serials last
@@ -62,9 +64,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent.digest import Digest
 from agent.errors import StateError
 from agent.merge import Blocklist
-from agent.state import applied
+from agent.state import applied, cache
 from agent.state.feeds import INDEX, RECORD, REJECTS, CachedFeed, FeedRecord
 from agent.state.status import after_sync
 from agent.util.fsutil import atomic_write, fsync_dir
@@ -226,6 +229,18 @@ class StateStore:
         """Refresh a record in place (e.g. a new ETag for unchanged content)."""
         current = self._feed_dir(record.name) / "current"
         atomic_write(current / RECORD, json.dumps(asdict(record), indent=1).encode())
+
+    def load_digest(self, feed: str, key: str) -> Digest | None:
+        """A feed copy's cached validated result (agent/state/cache.py); None if absent or
+        failing its check (then removed)."""
+        return cache.load(self.root, feed, key)
+
+    def save_digest(self, feed: str, digest: Digest) -> None:
+        cache.save(self.root, feed, digest)
+
+    def forget_digests(self, keep: set[str]) -> None:
+        """Drop the cached results of feeds no longer configured."""
+        cache.forget(self.root, keep)
 
     def feed_names(self) -> list[str]:
         base = self.root / FEEDS
