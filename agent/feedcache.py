@@ -40,16 +40,16 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _stable(value: Any) -> str:
+def stable(value: Any) -> str:
     """A text that is equal for equal settings, whatever the objects' identities."""
     if value is None or isinstance(value, bool | int | float | str):
         return repr(value)
     if isinstance(value, list | tuple):
-        return "[" + ",".join(map(_stable, value)) + "]"
+        return "[" + ",".join(map(stable, value)) + "]"
     if isinstance(value, set | frozenset):
-        return "{" + ",".join(sorted(map(_stable, value))) + "}"
+        return "{" + ",".join(sorted(map(stable, value))) + "}"
     if isinstance(value, dict):
-        return "{" + ",".join(sorted(f"{_stable(k)}:{_stable(v)}" for k, v in value.items())) + "}"
+        return "{" + ",".join(sorted(f"{stable(k)}:{stable(v)}" for k, v in value.items())) + "}"
     fingerprint = getattr(value, "fingerprint", None)
     if callable(fingerprint):
         return f"{type(value).__name__}({fingerprint()})"
@@ -65,7 +65,7 @@ def _stable(value: Any) -> str:
 
 def _stable_fields(value: Any, names: Iterable[str]) -> str:
     return f"{type(value).__name__}(" + ",".join(
-        f"{n}={_stable(getattr(value, n))}" for n in names) + ")"
+        f"{n}={stable(getattr(value, n))}" for n in names) + ")"
 
 
 def policy_fingerprint(policy: Policy) -> str | None:

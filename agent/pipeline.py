@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import feedcache, ledger, overrides
+from agent import feedcache, ledger, overrides, shortcut
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config, FeedConfig
 from agent.digest import Digest, merged
@@ -264,23 +264,32 @@ def run(
         log.warning("local deny %s ignored: %s", bad.indicator.value, bad.detail)
     clock.add("guards", started)
 
-    say("merging")
-    started = time.perf_counter()
-    blocklist = merged([o.digest for o in outcomes if o.digest is not None],
-                       [*(o.indicators for o in outcomes), local_deny.accepted],
-                       allow=[o.indicator for o in local.allow])
-    clock.add("merge", started)
-
-    started = time.perf_counter()
     previous = store.load_applied()
-    # An empty enforcement (every feed failed on the first attempts) protects nothing: the first
-    # real data is a first sync, not a 100 % change held for --force.
-    baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
-    plan = make_plan(baseline, blocklist,
-                     max_change=config.guards.max_change, force=force)
-    blocklist = ledger.following(baseline, plan, blocklist)
     meta = previous[1] if previous else {}
-    clock.add("plan", started)
+    inputs = shortcut.inputs(config, [(o.name, o.digest.key if o.digest else None)
+                                      for o in outcomes], local, policy_print)
+    unchanged = shortcut.unchanged(previous, inputs, () if dry_run else backends, ApplyContext(
+        config=config, store=store, rpz_serial=int(meta.get("rpz_serial", 0)),
+        generation=int(meta.get("generation", 0))))
+    if previous is not None and unchanged is not None:  # nothing to merge, plan or apply
+        blocklist = previous[0]
+        plan = shortcut.empty_plan(blocklist, max_change=config.guards.max_change, force=force)
+    else:
+        say("merging")
+        started = time.perf_counter()
+        blocklist = merged([o.digest for o in outcomes if o.digest is not None],
+                           [*(o.indicators for o in outcomes), local_deny.accepted],
+                           allow=[o.indicator for o in local.allow])
+        clock.add("merge", started)
+
+        started = time.perf_counter()
+        # An empty enforcement (every feed failed on the first attempts) protects nothing: the
+        # first real data is a first sync, not a 100 % change held for --force.
+        baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
+        plan = make_plan(baseline, blocklist,
+                         max_change=config.guards.max_change, force=force)
+        blocklist = ledger.following(baseline, plan, blocklist)
+        clock.add("plan", started)
 
     result = SyncResult(outcomes, local, blocklist, plan, dry_run=dry_run)
     rpz_serial = max(int(meta.get("rpz_serial", 0)) + 1, int(now.timestamp()))
@@ -297,9 +306,12 @@ def run(
     if not dry_run and plan.held is None:
         ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial,
                            generation=int(meta.get("generation", 0)) + 1)
+        if unchanged is not None:  # the enforcement points hold the recorded generation
+            ctx = replace(ctx, rpz_serial=int(meta.get("rpz_serial", 0)),
+                          generation=ctx.generation - 1)
         started = time.perf_counter()
         try:
-            for backend in backends:
+            for backend in backends if unchanged is None else ():
                 say(f"applying to {backend.name}")
                 note = backend.apply(plan, blocklist, ctx)
                 result.notes.append(note)
@@ -307,10 +319,11 @@ def run(
         except AgentError as exc:
             log.error("apply failed: %s", exc)
             result.error = exc
+        result.notes.extend(unchanged or ())
         clock.add("apply", started)
         if result.error is None:
             started = time.perf_counter()
-            _record(store, outcomes, blocklist, ctx, now)
+            _record(store, outcomes, blocklist, ctx, now, inputs)
             result.applied = True
             clock.add("record", started)
     elif plan.held:
@@ -323,7 +336,7 @@ def run(
 
 
 def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Blocklist,
-            ctx: ApplyContext, now: datetime) -> None:
+            ctx: ApplyContext, now: datetime, inputs: str | None) -> None:
     for o in outcomes:
         if o.data is None:
             continue
@@ -333,4 +346,5 @@ def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Block
             store.update_feed_record(o.data.record)
     feeds = {o.name: o.record.serial for o in outcomes if o.record is not None}
     store.save_applied(blocklist, {"rpz_serial": ctx.rpz_serial, "generation": ctx.generation,
-                                   "applied_at": int(now.timestamp()), "feeds": feeds})
+                                   "applied_at": int(now.timestamp()), "feeds": feeds,
+                                   "inputs": inputs})

@@ -125,15 +125,25 @@ class TableWriter:
             state = self._carried_isolation(now)
             self.store.save_isolation_boot(render_isolation_script(self.fw, state, now))
 
-    def _full_reason(self, plan: Plan, ctx: ApplyContext, current: str | None) -> str | None:
+    def holds(self, generation: int) -> bool:
+        """Does the kernel hold exactly the table recorded as `generation` (no apply pending,
+        same settings, no drift)? Read-only: a sync that needs no change asks this."""
+        try:
+            current = self.view.skeleton_hash()
+        except ApplyError:
+            return False
+        return self._full_reason(False, generation + 1, current) is None
+
+    def _full_reason(self, first: bool, generation: int, current: str | None) -> str | None:
+        """Why applying `generation` by difference is not safe (None: it is)."""
         rec = self.store.load_nft_record()
         if current is None:
             return "the table is absent"
-        if plan.first or not rec:
+        if first or not rec:
             return "no record of a previous apply"
         if rec.get("pending"):
             return "the previous apply was interrupted before it was recorded"
-        if rec.get("generation") != ctx.generation - 1:
+        if rec.get("generation") != generation - 1:
             return ("the kernel holds another list than the one recorded (a previous sync "
                     "applied nftables but not everything else)")
         if rec.get("config") != config_hash(self.fw):
@@ -147,7 +157,7 @@ class TableWriter:
         full reload; under the lock either way."""
         with self.store.kernel_lock(self.lock_timeout):
             now = record.now()
-            why_full = self._full_reason(plan, ctx, self.view.skeleton_hash())
+            why_full = self._full_reason(plan.first, ctx.generation, self.view.skeleton_hash())
             if why_full is None:
                 if plan.empty:
                     self.store.save_nft_record(
