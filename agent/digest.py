@@ -108,6 +108,16 @@ class Digest:
     def key(self) -> str:
         return self.summary.key
 
+    @property
+    def ident(self) -> str:
+        """What a record says of this result: its key, plus the time window its verdicts hold
+        in when an expiry bounds them (recomputed past an expiry, the same key holds another
+        result, which must never pass for the recorded one)."""
+        s = self.summary
+        if s.valid_from is None and s.valid_until is None:
+            return s.key
+        return f"{s.key}:{s.valid_from}-{s.valid_until}"
+
     def values(self, kind: str) -> Sequence[str]:
         if self._values is None:
             assert self._load is not None

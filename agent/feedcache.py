@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import agent
+from agent import bulk
 from agent.config import FeedConfig
 from agent.digest import Digest, from_checked
 from agent.formats.policy import Payloads, parse_payloads
@@ -103,9 +104,13 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
         cached = store.load_digest(feed.name, key)
         if cached is not None and cached.summary.holds_at(policy.now):
             return Validated(cached, (), (), False)
-    parsed = parse_payloads(feed, data, with_index=lines)
-    guard = policy.check(parsed.indicators)
-    digest = from_checked(key, parsed.total, parsed.rejects, guard)
+    if bulk.applies(data):
+        digest, index, rejected = bulk.validate(feed, data, policy, key, lines=lines)
+    else:
+        parsed = parse_payloads(feed, data, with_index=lines)
+        guard = policy.check(parsed.indicators)
+        digest = from_checked(key, parsed.total, parsed.rejects, guard)
+        index, rejected = parsed.index_lines, guard.rejected
     if key and save:
         store.save_digest(feed.name, digest)
-    return Validated(digest, parsed.index_lines, guard.rejected if lines else (), True)
+    return Validated(digest, index, rejected if lines else (), True)

@@ -85,16 +85,17 @@ class LazyBlocklist(Blocklist):
 
     It behaves as the Blocklist it stands for (attributes, iteration, equality, `_replace`,
     pickling give the real values); `counts()` and `total` come from the record without
-    building anything. `base` loads the base's sets (once, and only when a set is read).
+    building anything. `base` reads the base (once, when a set is first read): one text blob
+    per set, "\n"-separated, turned into a set only for the sets read.
     """
 
-    _base: Callable[[], Mapping[str, frozenset[str]]]
+    _base: Callable[[], Mapping[str, str]]
     _delta: Delta
     _counts: dict[str, int]
     _built: dict[str, frozenset[str]]
-    _base_sets: Mapping[str, frozenset[str]] | None
+    _base_sets: Mapping[str, str] | None
 
-    def __new__(cls, base: Callable[[], Mapping[str, frozenset[str]]], delta: Delta,
+    def __new__(cls, base: Callable[[], Mapping[str, str]], delta: Delta,
                 counts: Mapping[str, int], built: Mapping[str, frozenset[str]] | None = None,
                 ) -> LazyBlocklist:
         self = tuple.__new__(cls, (EMPTY,) * len(SET_NAMES))
@@ -110,7 +111,7 @@ class LazyBlocklist(Blocklist):
         """The difference from the base (what a record of this blocklist writes)."""
         return self._delta
 
-    def base_loader(self) -> Callable[[], Mapping[str, frozenset[str]]]:
+    def base_loader(self) -> Callable[[], Mapping[str, str]]:
         return self._base
 
     def _set(self, name: str) -> frozenset[str]:
@@ -118,7 +119,8 @@ class LazyBlocklist(Blocklist):
         if found is None:
             if self._base_sets is None:
                 self._base_sets = self._base()
-            base = self._base_sets.get(name, EMPTY)
+            blob = self._base_sets.get(name, "")
+            base = frozenset(blob.split("\n")) if blob else EMPTY
             minus = self._delta.removed.get(name, EMPTY)
             plus = self._delta.added.get(name, EMPTY)
             found = (base - minus) | plus if minus or plus else base

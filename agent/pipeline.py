@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import feedcache, ledger, overrides, shortcut
+from agent import feedcache, ledger, merge_delta, overrides, shortcut
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config, FeedConfig
 from agent.digest import Digest, merged
@@ -266,8 +266,9 @@ def run(
 
     previous = store.load_applied()
     meta = previous[1] if previous else {}
-    inputs = shortcut.inputs(config, [(o.name, o.digest.key if o.digest else None)
+    inputs = shortcut.inputs(config, [(o.name, o.digest.ident if o.digest else None)
                                       for o in outcomes], local, policy_print)
+    allow = [o.indicator for o in local.allow]
     unchanged = shortcut.unchanged(previous, inputs, () if dry_run else backends, ApplyContext(
         config=config, store=store, rpz_serial=int(meta.get("rpz_serial", 0)),
         generation=int(meta.get("generation", 0))))
@@ -277,19 +278,26 @@ def run(
     else:
         say("merging")
         started = time.perf_counter()
-        blocklist = merged([o.digest for o in outcomes if o.digest is not None],
-                           [*(o.indicators for o in outcomes), local_deny.accepted],
-                           allow=[o.indicator for o in local.allow])
-        clock.add("merge", started)
-
-        started = time.perf_counter()
-        # An empty enforcement (every feed failed on the first attempts) protects nothing: the
-        # first real data is a first sync, not a 100 % change held for --force.
-        baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
-        plan = make_plan(baseline, blocklist,
-                         max_change=config.guards.max_change, force=force)
-        blocklist = ledger.following(baseline, plan, blocklist)
-        clock.add("plan", started)
+        step = merge_delta.by_difference(
+            previous, {o.name: o.digest for o in outcomes}, store, deny=local_deny.accepted,
+            allow=allow, max_change=config.guards.max_change, force=force)
+        if step is not None:  # only what the changed feeds moved
+            blocklist, plan = step
+            clock.add("merge", started)
+        else:
+            blocklist = merged([o.digest for o in outcomes if o.digest is not None],
+                               [*(o.indicators for o in outcomes), local_deny.accepted],
+                               allow=allow)
+            clock.add("merge", started)
+            started = time.perf_counter()
+            # An empty enforcement (every feed failed on the first attempts) protects nothing:
+            # the first real data is a first sync, not a 100 % change held for --force.
+            baseline = (previous[0] if previous and (previous[0].total or not blocklist.total)
+                        else None)
+            plan = make_plan(baseline, blocklist,
+                             max_change=config.guards.max_change, force=force)
+            blocklist = ledger.following(baseline, plan, blocklist)
+            clock.add("plan", started)
 
     result = SyncResult(outcomes, local, blocklist, plan, dry_run=dry_run)
     rpz_serial = max(int(meta.get("rpz_serial", 0)) + 1, int(now.timestamp()))
@@ -323,7 +331,9 @@ def run(
         clock.add("apply", started)
         if result.error is None:
             started = time.perf_counter()
-            _record(store, outcomes, blocklist, ctx, now, inputs)
+            _record(store, outcomes, blocklist, ctx, now, {
+                "inputs": inputs, "merge": merge_delta.merge_print(local_deny.accepted, allow),
+                "digests": {o.name: o.digest.ident for o in outcomes if o.digest is not None}})
             result.applied = True
             clock.add("record", started)
     elif plan.held:
@@ -336,7 +346,9 @@ def run(
 
 
 def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Blocklist,
-            ctx: ApplyContext, now: datetime, inputs: str | None) -> None:
+            ctx: ApplyContext, now: datetime, made_of: dict[str, Any]) -> None:
+    """Fresh feed copies, then the blocklist and what it was made of (agent.shortcut,
+    agent.merge_delta read it back)."""
     for o in outcomes:
         if o.data is None:
             continue
@@ -347,4 +359,4 @@ def _record(store: StateStore, outcomes: Sequence[FeedOutcome], blocklist: Block
     feeds = {o.name: o.record.serial for o in outcomes if o.record is not None}
     store.save_applied(blocklist, {"rpz_serial": ctx.rpz_serial, "generation": ctx.generation,
                                    "applied_at": int(now.timestamp()), "feeds": feeds,
-                                   "inputs": inputs})
+                                   **made_of})

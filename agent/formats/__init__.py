@@ -38,7 +38,7 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
 }
 FORMAT_NAMES: tuple[str, ...] = tuple(PARSERS)
 
-__all__ = ["FORMAT_NAMES", "parse", "sniff"]
+__all__ = ["FORMAT_NAMES", "collector_paused", "parse", "sniff"]
 
 
 def parse(data: bytes, fmt: str = "auto") -> ParseResult:
@@ -70,3 +70,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+collector_paused = _collector_paused  # the bulk path (agent.bulk) parses with it too

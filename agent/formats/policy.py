@@ -57,6 +57,12 @@ def parse_payloads(feed: FeedRules, data: Payloads, *, with_index: bool) -> Pars
             index.extend(f"{i.value}\t{'*' if i.subdomains else ''}\t{path}:{i.ref}\n"
                          for i in inds)
     total = len(indicators) + len(rejects)
+    check_reject_ratio(feed, rejects, total)
+    return ParsedFeed(indicators, rejects, total, tuple(index))
+
+
+def check_reject_ratio(feed: FeedRules, rejects: Sequence[Reject], total: int) -> None:
+    """FormatError when more than the feed's max_reject_ratio of its entries are malformed."""
     if total and len(rejects) / total > feed.max_reject_ratio:
         first = rejects[0]
         raise FormatError(
@@ -67,4 +73,3 @@ def parse_payloads(feed: FeedRules, data: Payloads, *, with_index: bool) -> Pars
             hint="the payload is probably in another format than declared, or damaged; the last "
             "good copy stays enforced. Check `blocklist-agent parse` on the file",
         )
-    return ParsedFeed(indicators, rejects, total, tuple(index))

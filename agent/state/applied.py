@@ -45,7 +45,7 @@ class BaseFile:
     def path(self) -> Path:
         return self.root / BASE_DIR / f"{self.sha256}.json"
 
-    def __call__(self) -> dict[str, frozenset[str]]:
+    def __call__(self) -> dict[str, str]:
         try:
             data = self.path.read_bytes()
         except OSError as exc:
@@ -55,8 +55,7 @@ class BaseFile:
             raise StateError("the base of applied.json is damaged (its sha256 does not match "
                              "its name)", where=str(self.path), hint=_HINT)
         blobs = json.loads(data)["sets"]
-        return {name: frozenset(blob.split("\n")) if blob else frozenset()
-                for name, blob in blobs.items() if name in SET_NAMES}
+        return {name: str(blob) for name, blob in blobs.items() if name in SET_NAMES}
 
 
 def load(root: Path) -> tuple[Blocklist, dict[str, Any]] | None:
