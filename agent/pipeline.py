@@ -299,6 +299,8 @@ def run(
             blocklist = ledger.following(baseline, plan, blocklist)
             clock.add("plan", started)
 
+    if not dry_run and plan.held is None:
+        blocklist = store.staged(blocklist)
     result = SyncResult(outcomes, local, blocklist, plan, dry_run=dry_run)
     rpz_serial = max(int(meta.get("rpz_serial", 0)) + 1, int(now.timestamp()))
     if render_to is not None:

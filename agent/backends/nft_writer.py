@@ -25,6 +25,7 @@ import logging
 from dataclasses import replace
 
 from agent.backends.base import ApplyContext
+from agent.backends.nft_boot import boot_table
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation, KernelView
 from agent.config import Config, FirewallConfig
@@ -115,8 +116,9 @@ class TableWriter:
         self.store.save_break_glass(render_break_glass(self.fw, isolation, now))
         if blocklist is not None:
             include = _include(str(self.store.isolation_boot_path()))
-            table = render_table(self.fw, blocklist)
+            table, parts = boot_table(self.fw, blocklist, self.store)
             self.store.save_boot_ruleset(table + (include or iso_script))
+            self.store.sweep_boot_parts(parts)
 
     def refresh_isolation_boot(self, now: int) -> None:
         """Rewrite isolation.nft with the time now left (the daemon, each minute, while a

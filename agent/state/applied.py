@@ -81,16 +81,25 @@ def load(root: Path) -> tuple[Blocklist, dict[str, Any]] | None:
     return LazyBlocklist(base, delta, counts), meta
 
 
+def stage(root: Path, blocklist: Blocklist) -> LazyBlocklist:
+    """`blocklist` as a base on disk plus a small difference: the current base when it is made
+    of it, else a new base written now (not yet named by applied.json: a base nothing names is
+    swept by the next save). The backends get it before the record, so that the boot file can
+    be written in parts of the same base (agent/backends/nft_boot.py)."""
+    base = _current_base(root, blocklist)
+    if base is not None and isinstance(blocklist, LazyBlocklist):
+        return blocklist
+    sets = dict(zip(SET_NAMES, blocklist, strict=True))
+    base = _write_base(root, sets)
+    return LazyBlocklist(base, Delta.empty(), {name: len(v) for name, v in sets.items()}, sets)
+
+
 def save(root: Path, blocklist: Blocklist, meta: Mapping[str, Any]) -> None:
     """Record `blocklist` as applied: its difference from the current base when that is what
     it is made of and still small, else a new base."""
-    base = _current_base(root, blocklist)
-    if base is not None and isinstance(blocklist, LazyBlocklist):
-        counts, delta = blocklist.counts(), blocklist.delta
-    else:
-        sets = dict(zip(SET_NAMES, blocklist, strict=True))
-        base = _write_base(root, sets)
-        counts, delta = {name: len(v) for name, v in sets.items()}, Delta.empty()
+    staged = stage(root, blocklist)
+    base, counts, delta = staged.base_loader(), staged.counts(), staged.delta
+    assert isinstance(base, BaseFile)
     doc = {"format": FORMAT, "meta": dict(meta), "base": base.sha256, "counts": counts,
            "delta": delta.to_json()}
     before = _named_base(root)

@@ -25,6 +25,9 @@ for a feed's several files.
     enforced.nft           the one writer after each commit of     the whole table as last
                            the blocklist; it includes              committed: the boot unit
                            isolation.nft                           loads it with `nft -f`
+    boot/*.nft             the one writer, before enforced.nft     parts named by their hash:
+                           names them: the big sets' elements      the previous ones stay
+                           (a base, and the difference from it)    until enforced.nft moved on
     isolation.nft          the one writer after every commit       the kill switch as last
                            (isolate, restore, repair, apply) and   committed, with the time
                            each minute while a deadline runs       left on its deadlines
@@ -79,6 +82,7 @@ APPLIED = applied.APPLIED
 HISTORY = "history.jsonl"
 ISOLATION = "isolation.json"
 ENFORCED_NFT = "enforced.nft"
+BOOT_PARTS = "boot"
 ISOLATION_NFT = "isolation.nft"
 KERNEL_LOCK = "kernel.lock"
 BREAK_GLASS_NFT = "break-glass.nft"
@@ -253,6 +257,12 @@ class StateStore:
         """What was last applied; its sets are read from disk only when used (agent.ledger)."""
         return applied.load(self.root)
 
+    def staged(self, blocklist: Blocklist) -> Blocklist:
+        """`blocklist` with its base on disk and a small difference from it (applied.stage),
+        ready to be applied and then recorded at the cost of that difference."""
+        self.ensure()
+        return applied.stage(self.root, blocklist)
+
     def save_applied(self, blocklist: Blocklist, meta: dict[str, Any]) -> None:
         """Record `blocklist` as applied: at the cost of its difference from the last record
         when it was made from it (`LazyBlocklist.after`), else whole."""
@@ -317,6 +327,27 @@ class StateStore:
                 return handle.read().decode("utf-8", errors="replace")
         except OSError:
             return None
+
+    def boot_part(self, name: str) -> Path:
+        """boot/NAME: a part of enforced.nft (the big sets' elements), included by it."""
+        return self.root / BOOT_PARTS / name
+
+    def save_boot_part(self, name: str, text: str) -> Path:
+        """Write a part under a name no other content has (its hash): enforced.nft names it
+        only once it is complete, and the parts of the previous enforced.nft stay until
+        `sweep_boot_parts` after it was replaced."""
+        path = self.boot_part(name)
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text.encode())
+        return path
+
+    def sweep_boot_parts(self, keep: Collection[str]) -> None:
+        directory = self.root / BOOT_PARTS
+        if directory.is_dir():
+            for entry in directory.iterdir():
+                if entry.name not in keep:
+                    entry.unlink(missing_ok=True)
 
     def save_isolation_boot(self, text: str) -> Path:
         """isolation.nft, included by enforced.nft: the kill switch with its time left."""
