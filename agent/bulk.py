@@ -23,11 +23,12 @@ from agent.formats.plain import is_bare
 from agent.formats.policy import Payloads, check_reject_ratio
 from agent.guards import EXPIRED, GuardReject, Policy
 from agent.indicators import DOMAIN, HOSTNAME_RE, IPV4, Indicator, Reject, try_normalize
+from agent.state.feeds import CANONICAL_MARK
 
 _AF_INET = socket.AF_INET
 _pton = socket.inet_pton
 _name = HOSTNAME_RE.fullmatch
-_HOST_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.-"  # what HOSTNAME_RE's labels hold
+_HOST_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.-"  # as indicators.canonical_kind
 
 
 def applies(data: Payloads) -> bool:
@@ -100,6 +101,7 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
         if not row:
             continue
         last = row[-1]
+        # indicators.canonical_kind, written out: this loop runs for every row of every feed
         if "0" <= last <= "9":  # a dotted quad, if inet_pton takes it (as normalize asks)
             try:
                 packed = pton(_AF_INET, row)
@@ -138,7 +140,7 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     out.refused.extend(g for _, g in refused)
     out.accepted += len(rows) - verdict.count(0) - len(refused)
     if lines:
-        _index(out, path, rows, verdict, subdomains)
+        _index(out, path, odd, verdict, subdomains)
 
 
 def _odd_lines(out: _Feed, path: str, rows: list[str], odd: list[int], verdict: list[object],
@@ -169,16 +171,14 @@ def _odd_lines(out: _Feed, path: str, rows: list[str], odd: list[int], verdict: 
     out.rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in finish([], rejects).rejects)
 
 
-def _index(out: _Feed, path: str, rows: list[str], verdict: list[object],
+def _index(out: _Feed, path: str, odd: list[int], verdict: list[object],
            subdomains: bool) -> None:
-    """Provenance lines in payload order, as parse_payloads writes them."""
-    name_flag = "*" if subdomains else ""
+    """Provenance lines as parse_payloads writes them, except for the canonical rows: one
+    marker line stands for them all (agent.state.feeds.CachedFeed.index_lines rebuilds their
+    entries from the payload), so a feed of a million plain values indexes in no time."""
     index = out.index
-    for i, v in enumerate(verdict):
-        if v == 1:
-            index.append(f"{rows[i]}\t\t{path}:{i + 1}\n")
-        elif v == 2:
-            index.append(f"{rows[i]}\t{name_flag}\t{path}:{i + 1}\n")
-        elif v:
-            ind: Indicator = v  # type: ignore[assignment]
+    index.append(f"{CANONICAL_MARK}\t{'*' if subdomains else ''}\t{path}\n")
+    for i in odd:
+        ind = verdict[i]
+        if isinstance(ind, Indicator):
             index.append(f"{ind.value}\t{'*' if ind.subdomains else ''}\t{path}:{i + 1}\n")

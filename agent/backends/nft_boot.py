@@ -46,10 +46,12 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
     base_name = f"base-{tag}.nft"
     if not store.boot_part(base_name).is_file():
         blobs = base()
-        text = "".join(render_elements(fw, name, blobs[name].split("\n"))
-                       for name, _, interval, _ in BLOCK_SETS if not interval and blobs.get(name))
-        store.save_boot_part(base_name, f"# blocklist-agent: elements of base {base.sha256}\n"
-                             + text)
+        lines = [f"# blocklist-agent: elements of base {base.sha256}\n"]
+        for name, _, interval, _ in BLOCK_SETS:
+            blob = "" if interval else blobs.get(name, "")
+            if blob:
+                lines.append(render_elements(fw, name, blob.split("\n")))
+        store.save_boot_part(base_name, "".join(lines))
     delta = blocklist.delta
     parts = ["# blocklist-agent: the difference from the base, and the prefix sets\n"]
     for name, _, interval, _ in BLOCK_SETS:

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,10 @@ _HINT = "move applied.json aside; the next sync applies every feed again and reb
 
 @dataclass(frozen=True)
 class BaseFile:
-    """A base on disk; calling it reads and checks it (once per LazyBlocklist)."""
+    """A base on disk: a header line (JSON: per set, where its blob starts, its size and its
+    sha256), then the blobs. The file is named by the header's sha256, so a set read alone is
+    checked as surely as the whole file; calling it gives the sets' blobs, each read (and
+    checked) only when asked for."""
 
     root: Path
     sha256: str
@@ -45,17 +48,55 @@ class BaseFile:
     def path(self) -> Path:
         return self.root / BASE_DIR / f"{self.sha256}.json"
 
-    def __call__(self) -> dict[str, str]:
+    def __call__(self) -> Mapping[str, str]:
+        return _Blobs(self)
+
+    def _fail(self, what: str) -> StateError:
+        return StateError(f"the base of applied.json is {what}", where=str(self.path),
+                          hint=_HINT)
+
+    def header(self) -> tuple[int, dict[str, list[Any]]]:
+        """(where the blobs start, per set: [offset from there, size, sha256])."""
         try:
-            data = self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                line = handle.readline()
         except OSError as exc:
-            raise StateError(f"the base of applied.json is unreadable: {exc.strerror}",
-                             where=str(self.path), hint=_HINT) from None
-        if hashlib.sha256(data).hexdigest() != self.sha256:
-            raise StateError("the base of applied.json is damaged (its sha256 does not match "
-                             "its name)", where=str(self.path), hint=_HINT)
-        blobs = json.loads(data)["sets"]
-        return {name: str(blob) for name, blob in blobs.items() if name in SET_NAMES}
+            raise self._fail(f"unreadable ({exc.strerror})") from None
+        if hashlib.sha256(line).hexdigest() != self.sha256:
+            raise self._fail("damaged (its sha256 does not match its name)")
+        try:
+            sets: dict[str, list[Any]] = json.loads(line)["sets"]
+        except (ValueError, KeyError, TypeError):
+            raise self._fail("not a base") from None
+        return len(line), sets
+
+    def blob(self, start: int, where: list[Any]) -> str:
+        offset, size, sha = start + int(where[0]), int(where[1]), str(where[2])
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(size)
+        except OSError as exc:
+            raise self._fail(f"unreadable ({exc.strerror})") from None
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise self._fail("damaged (a set fails its sha256)")
+        return data.decode()
+
+
+class _Blobs(Mapping[str, str]):
+    def __init__(self, base: BaseFile) -> None:
+        self.base = base
+        self.start, sets = base.header()
+        self.where = {k: v for k, v in sets.items() if k in SET_NAMES}
+
+    def __getitem__(self, name: str) -> str:
+        return self.base.blob(self.start, self.where[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.where)
+
+    def __len__(self) -> int:
+        return len(self.where)
 
 
 def load(root: Path) -> tuple[Blocklist, dict[str, Any]] | None:
@@ -121,12 +162,17 @@ def _current_base(root: Path, blocklist: Blocklist) -> BaseFile | None:
 
 
 def _write_base(root: Path, sets: Mapping[str, frozenset[str]]) -> BaseFile:
-    blobs = {name: "\n".join(values) for name, values in sets.items()}
-    data = json.dumps({"sets": blobs}).encode()
-    base = BaseFile(root, hashlib.sha256(data).hexdigest())
+    blobs = [("\n".join(values)).encode() for values in sets.values()]
+    where: dict[str, list[Any]] = {}
+    offset = 0
+    for name, blob in zip(sets, blobs, strict=True):
+        where[name] = [offset, len(blob), hashlib.sha256(blob).hexdigest()]
+        offset += len(blob)
+    head = json.dumps({"format": FORMAT, "sets": where}, sort_keys=True).encode()
+    base = BaseFile(root, hashlib.sha256(head + b"\n").hexdigest())  # the header line
     base.path.parent.mkdir(parents=True, exist_ok=True)
     if not base.path.is_file():
-        atomic_write(base.path, data)
+        atomic_write(base.path, b"".join([head, b"\n", *blobs]))
     return base
 
 
