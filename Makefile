@@ -30,6 +30,7 @@ bench: deps
 	.venv/bin/python bench/pipeline.py
 	.venv/bin/python bench/nft_apply.py
 	.venv/bin/python bench/isolation.py
+	.venv/bin/python bench/e2e.py
 
 # dist/blocklist-agent_<version>_all.deb, built from packaging/deb/ with debhelper + dh-python.
 deb: deps

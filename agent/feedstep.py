@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from agent import feedcache
 from agent.config import Config, FeedConfig
+from agent.digest import Digest
 from agent.errors import AgentError, FetchError, FormatError, contained
 from agent.fetch import Fetcher, Response, sources
-from agent.formats.policy import ParsedFeed, parse_payloads
+from agent.formats.policy import ParsedFeed
 from agent.guards import GuardReject, GuardResult, Policy
 from agent.indicators import Indicator, Reject
 from agent.state import CachedFeed, FeedRecord, StateStore
@@ -55,6 +57,23 @@ class FeedOutcome:
     data: source.FeedData | None = None  # fresh data to record once applied
     index: tuple[str, ...] = ()
     refreshed: bool = True  # False: not due in this sync, its last good copy was used
+    digest: Digest | None = None  # the validated result in compact form (agent.digest)
+
+    @property
+    def accepted(self) -> int:
+        return self.digest.summary.accepted if self.digest is not None else len(self.indicators)
+
+    @property
+    def ident(self) -> str | None:
+        """What a record says of this feed's contribution (None: it contributes nothing)."""
+        return self.digest.ident if self.digest is not None else None
+
+    def all_indicators(self) -> tuple[Indicator, ...]:
+        """Every accepted indicator (built from the digest: for the rare readers that need
+        them one by one, such as a hold's contributors or an allow feed)."""
+        if self.digest is not None:
+            return tuple(self.digest.indicators())
+        return self.indicators
 
     @property
     def failing(self) -> bool:
@@ -70,10 +89,11 @@ class FeedOutcome:
             "issued": rec.issued if rec else None,
             "expires": rec.expires if rec else None,
             "stale": self.stale,
-            "parsed": self.parsed, "accepted": len(self.indicators),
+            "parsed": self.parsed, "accepted": self.accepted,
             "parse_rejects": self.parse_rejects,
             "reject_samples": [r.to_dict() for r in self.reject_samples],
-            "guard_rejects": self.guard.counts(),
+            "guard_rejects": (dict(self.digest.summary.guard_counts) if self.digest is not None
+                              else self.guard.counts()),
             "guard_samples": [
                 {"value": g.indicator.value, "reason": g.reason, "detail": g.detail}
                 for g in self.guard.rejected[:SAMPLE]
@@ -194,29 +214,40 @@ def _cached(feed: FeedConfig, store: StateStore, verify: bool) -> CachedFeed | N
     return cached
 
 
+class Cache(NamedTuple):
+    """Where validated results are kept (agent.feedcache), under which guard inputs (None:
+    not cached), and whether a result computed now is kept (never in a dry run)."""
+
+    store: StateStore
+    policy_print: str | None
+    save: bool
+
+
 def _accepted(feed: FeedConfig, data: source.FeedData, policy: Policy, budget: Budget,
-              clock: Clock, with_index: bool) -> tuple[Parsed, GuardResult]:
+              clock: Clock, with_index: bool, cache: Cache) -> feedcache.Validated:
+    """The validated result of `data`: the cached one when its payloads and settings are those
+    of a result kept before (agent.feedcache), else parsed and guarded now."""
     budget.take(feed, sum(len(body) for _, _, body in data.payloads), 0)
     started = time.perf_counter()
     try:
-        parsed = parse_payloads(feed, data, with_index=with_index)
+        valid = feedcache.validated(
+            feed, data, policy.for_feed(feed.min_prefix_v4, feed.min_prefix_v6), cache.store,
+            policy_print=cache.policy_print, lines=with_index, save=cache.save)
     finally:
         clock.add("parse", started)
-    budget.take(feed, 0, parsed[2])
-    started = time.perf_counter()
-    try:
-        return parsed, policy.for_feed(feed.min_prefix_v4, feed.min_prefix_v6).check(parsed[0])
-    finally:
-        clock.add("guards", started)
+    budget.take(feed, 0, valid.digest.summary.parsed)
+    return valid
 
 
 def process_feed(
     feed: FeedConfig, fetcher: Fetcher, store: StateStore, policy: Policy, now: datetime,
     budget: Budget, clock: Clock, *, with_index: bool, refresh: bool = True,
+    policy_print: str | None = None,
 ) -> FeedOutcome:
     """One feed's contribution: downloaded and verified if `refresh`, else its last good copy.
     Never raises: whatever goes wrong is this feed's refusal."""
     where = f"feed {feed.name}"
+    cache = Cache(store, policy_print, save=with_index)  # with_index: not a dry run
     try:
         cached = _cached(feed, store, verify=refresh)
     except Exception as exc:
@@ -228,7 +259,7 @@ def process_feed(
             reason="pending", hint="the daemon retries it by itself; see `blocklist-agent status`"))
     error: AgentError | None = None
     data: source.FeedData | None = None
-    result: tuple[Parsed, GuardResult] | None = None
+    result: feedcache.Validated | None = None
     if refresh:
         started = time.perf_counter()
         try:
@@ -239,7 +270,7 @@ def process_feed(
     status = "updated" if data is not None and data.fresh else "unchanged"
     if data is not None and data.fresh:
         try:
-            result = _accepted(feed, data, policy, budget, clock, with_index)
+            result = _accepted(feed, data, policy, budget, clock, with_index, cache)
         except Exception as exc:
             error, data = contained(exc, stage="parsing", where=where, keep=_KEEP), None
     record = data.record if data is not None else (cached.record if cached else None)
@@ -251,17 +282,20 @@ def process_feed(
             return FeedOutcome(feed.name, "failed", None, error=error)
         try:
             result = _accepted(feed, sources.load_cached(feed, cached), policy, budget, clock,
-                               False)
+                               False, cache)
         except Exception as exc:
             problem = contained(exc, stage="parsing the cached copy", where=where,
                                 keep="nothing of this feed is enforced until it is fetched again")
             log.error("feed %s: the last good copy is unusable: %s", feed.name, problem)
             return FeedOutcome(feed.name, "failed", cached.record, error=error or problem,
                                refreshed=refresh)
-    (_, rejects, total, index), guard = result
+    summary = result.digest.summary
+    fresh = data is not None and data.fresh
     return FeedOutcome(
-        name=feed.name, status=status, record=record, indicators=guard.accepted,
-        parsed=total, parse_rejects=len(rejects), reject_samples=tuple(rejects[:SAMPLE]),
-        guard=guard, error=error, stale=record is not None and source.expired(record, now, feed),
-        data=data, index=index, refreshed=refresh,
+        name=feed.name, status=status, record=record, parsed=summary.parsed,
+        parse_rejects=summary.parse_rejects, reject_samples=summary.reject_samples,
+        guard=GuardResult((), result.rejected if result.parsed_now and fresh
+                          else summary.guard_samples),
+        error=error, stale=record is not None and source.expired(record, now, feed),
+        data=data, index=result.index_lines, refreshed=refresh, digest=result.digest,
     )

@@ -330,3 +330,32 @@ def owner_octets(name: str, zone: str, *, wildcard: bool = False) -> int:
     zone = zone.strip(".")
     octets = len(name) + 2 + (len(zone) + 1 if zone else 0)
     return octets + 2 if wildcard else octets
+
+
+CANONICAL_ADDRESS, CANONICAL_NAME = 1, 2
+_HOST_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.-"  # what HOSTNAME_RE's labels hold
+
+
+def canonical_kind(row: str) -> int:
+    """CANONICAL_ADDRESS or CANONICAL_NAME when `row` is already what `normalize` would make of
+    it (a dotted quad; a lowercase hostname that is not read as a URL), else 0.
+
+    The bulk parser (agent.bulk) keeps such rows as they are, and a feed's provenance index
+    leaves them out (agent.state.feeds rebuilds their entries from the payload), so this is
+    the one definition both use: HOSTNAME_RE's test in C string operations.
+    """
+    if not row:
+        return 0
+    last = row[-1]
+    if "0" <= last <= "9":
+        try:
+            _inet_pton(_AF_INET, row)
+        except OSError:
+            return 0
+        return CANONICAL_ADDRESS
+    if (not row.strip(_HOST_CHARS) and ".." not in row and ".-" not in row and "-." not in row
+            and row[0] not in ".-" and last not in ".-"
+            and (len(row) <= 63 or (len(row) <= 253 and HOSTNAME_RE.fullmatch(row) is not None))
+            and not row.startswith("hxxp")):
+        return CANONICAL_NAME
+    return 0

@@ -17,7 +17,7 @@ state and looked up by `why`, which keeps a million-entry merge cheap.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from agent.indicators import DOMAIN, DROP, IPV4, IPV6, NODATA, Indicator
@@ -73,11 +73,17 @@ class Blocklist(NamedTuple):
 def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = ()) -> Blocklist:
     """Union of all sources (feeds and local denies), minus the allows, deduplicated."""
     listed = [s if isinstance(s, (list, tuple)) else list(s) for s in sources]
-    blocks, exceptional = _union(listed)
-    passes: tuple[set[str], set[str]] = (set(), set())
-    if exceptional:  # some feed lists exceptions: read every source again, each on its own
-        blocks, passes = scoped_blocks(listed)
+    blocks = Blocks.empty()
+    if not add_plain(blocks, listed):  # some feed lists exceptions: each source on its own
+        return finish(*scoped_blocks(listed), allow)
+    return finish(blocks, (set(), set()), allow)
 
+
+def finish(blocks: Blocks, passes: tuple[set[str], set[str]],
+           allow: Iterable[Indicator] = ()) -> Blocklist:
+    """The blocklist from the sources' blocks: prefixes aggregated, covered entries dropped,
+    the allows carved out. `blocks` is never changed in place (agent.digest fills it from the
+    compact feed results, whose sets it may share)."""
     allow_ips: set[str] = set()
     allow_names: set[str] = set()
     allow_wild: set[str] = set()
@@ -97,11 +103,9 @@ def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = (
     names, wild, below = blocks.names, blocks.wild, blocks.below
     both = names & below  # the name and, from another line or feed, the names below it
     if both:
-        wild |= both
-        names -= both
-        below -= both
-    names -= allow_names
-    wild -= allow_names
+        wild, names, below = wild | both, names - both, below - both
+    if allow_names:
+        names, wild = names - allow_names, wild - allow_names
     pass_names, pass_below = passes
     names, wild, below = _drop_covered(names, wild, below, allow_wild, pass_below)
     blocked = (wild, below)
@@ -119,18 +123,18 @@ def merge(sources: Iterable[Iterable[Indicator]], allow: Iterable[Indicator] = (
     )
 
 
-def _union(sources: Sequence[Sequence[Indicator]]) -> tuple[Blocks, bool]:
-    """Every source's blocks in one set per kind: the bulk path, one pass and a few attribute
-    tests per value. True as well when some source lists an exception (then the caller reads the
-    sources again, each on its own: exceptions are scoped to their feed)."""
-    blocks = Blocks.empty()
+def add_plain(blocks: Blocks, sources: Iterable[Iterable[Indicator]]) -> bool:
+    """Every source's blocks into `blocks`, one set per kind: the bulk path, one pass and a few
+    attribute tests per value. False (and `blocks` incomplete) as soon as some source lists an
+    exception: then the sources must be read each on its own (exceptions are scoped to their
+    feed, agent/merge_scope.py)."""
     addrs, nets, names, wild, below, actions = (
         blocks.addrs, blocks.nets, blocks.names, blocks.wild, blocks.below, blocks.actions)
     for source in sources:
         for ind in source:
             if ind.action:
                 if ind.action not in _RANK:
-                    return blocks, True  # an exception
+                    return False  # an exception
                 if ind.type == DOMAIN and _RANK[ind.action] > _RANK.get(
                         actions.get(ind.value, ""), 0):
                     actions[ind.value] = ind.action
@@ -143,7 +147,7 @@ def _union(sources: Sequence[Sequence[Indicator]]) -> tuple[Blocks, bool]:
                 nets[ind.type].add(ind.value)
             else:
                 addrs[ind.type].add(ind.value)
-    return blocks, False
+    return True
 
 
 def _addresses(addrs: set[str], nets: set[str], allowed: list[str], family: int

@@ -28,10 +28,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import overrides
+from agent import feedcache, ledger, merge_delta, overrides, shortcut
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config
 from agent.coverage import contributors
+from agent.digest import merged
 from agent.errors import AgentError, StateError, contained
 from agent.feedstep import (
     SAMPLE,
@@ -45,8 +46,9 @@ from agent.feedstep import (
 from agent.fetch import Fetcher
 from agent.formats.policy import parse_payloads
 from agent.guards import Policy
+from agent.indicators import Indicator
 from agent.lifelines import Facts
-from agent.merge import Blocklist, merge
+from agent.merge import Blocklist
 from agent.plan import Plan, allowed_only, deescalation, make_plan
 from agent.psl import PublicSuffixList
 from agent.psl import default as public_suffixes
@@ -149,6 +151,7 @@ def run(
                                 psl=psl if psl is not None else public_suffixes(),
                                 now=int(now.timestamp()))
     budget = Budget(config, cancel)
+    policy_print = feedcache.policy_fingerprint(policy)
     fetch = BudgetFetcher(fetcher, budget)
 
     outcomes = []
@@ -157,7 +160,8 @@ def run(
         say(f"feed {feed.name}: fetching {feed.url}" if due
             else f"feed {feed.name}: using its last good copy")
         outcomes.append(process_feed(feed, fetch, store, policy, now, budget, clock,
-                                     with_index=not dry_run, refresh=due))
+                                     with_index=not dry_run, refresh=due,
+                                     policy_print=policy_print))
 
     started = time.perf_counter()
     # a local deny is the operator naming a value: it may block a lifeline (a compromised feed
@@ -170,29 +174,30 @@ def run(
         log.warning("local deny %s ignored: %s", bad.indicator.value, bad.detail)
     clock.add("guards", started)
 
-    say("merging")
-    started = time.perf_counter()
     # `role: allow` feeds are known-good lists: their entries are allowed like local allows
     allow_feeds = {feed.name for feed in config.feeds if feed.role == "allow"}
-    blocklist = merge([*(o.indicators for o in outcomes if o.name not in allow_feeds),
-                       local_deny.accepted],
-                      allow=[*(o.indicator for o in local.allow),
-                             *(i for o in outcomes if o.name in allow_feeds for i in o.indicators)])
-    clock.add("merge", started)
-
-    started = time.perf_counter()
+    blocking = [o for o in outcomes if o.name not in allow_feeds]
+    allow = [*(o.indicator for o in local.allow),
+             *(i for o in outcomes if o.name in allow_feeds for i in o.all_indicators())]
     previous = store.load_applied()
-    # An empty enforcement (every feed failed on the first attempts) protects nothing: the first
-    # real data is a first sync, not a 100 % change held for --force.
-    baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
-    plan = make_plan(baseline, blocklist, max_change=config.guards.max_change, force=force,
-                     max_address_share=config.guards.max_address_share)
-    if plan.share_over and not force:
-        named = [*((o.name, o.indicators) for o in outcomes if o.name not in allow_feeds),
-                 ("local deny", local_deny.accepted)]
-        plan = plan._replace(contributors=tuple(
-            contributors(named, plan.share, config.guards.max_address_share)))
     meta = previous[1] if previous else {}
+    inputs = shortcut.inputs(config, [(o.name, o.ident) for o in outcomes], local,
+                             policy_print)
+    unchanged = shortcut.unchanged(previous, inputs, () if dry_run else backends, ApplyContext(
+        config=config, store=store, rpz_serial=int(meta.get("rpz_serial", 0)),
+        generation=int(meta.get("generation", 0))))
+    merged_print = merge_delta.merge_print(local_deny.accepted, [o.indicator for o in local.allow],
+                                           [o.ident for o in outcomes if o.name in allow_feeds])
+    started = time.perf_counter()
+    if previous is not None and unchanged is not None:  # nothing to merge, plan or apply
+        blocklist = previous[0]
+        plan = shortcut.empty_plan(blocklist, max_change=config.guards.max_change, force=force)
+        baseline: Blocklist | None = blocklist
+    else:
+        say("merging")
+        blocklist, plan, baseline = _merge_and_plan(
+            config, previous, blocking, local_deny.accepted, allow, merged_print, store,
+            force, clock)
     clock.add("plan", started)
 
     result = SyncResult(outcomes, local, blocklist, plan, dry_run=dry_run)
@@ -208,14 +213,21 @@ def run(
         clock.add("render", started)
 
     if not dry_run and plan.held is None:
+        blocklist = result.blocklist = store.staged(blocklist)
         ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial,
                            generation=int(meta.get("generation", 0)) + 1)
+        if unchanged is not None:  # the enforcement points hold the recorded generation
+            ctx = replace(ctx, rpz_serial=int(meta.get("rpz_serial", 0)),
+                          generation=ctx.generation - 1)
         started = time.perf_counter()
-        _apply(result, backends, plan, blocklist, ctx, say)
+        _apply(result, () if unchanged is not None else backends, plan, blocklist, ctx, say)
+        result.notes.extend(unchanged or ())
         clock.add("apply", started)
         if result.error is None:
             started = time.perf_counter()
-            _record(result, store, ctx, now)
+            _record(result, store, ctx, now, {
+                "inputs": inputs, "merge": merged_print,
+                "digests": {o.name: o.ident for o in blocking if o.digest is not None}})
             clock.add("record", started)
     elif plan.held:
         log.warning("plan held: %s", plan.held)
@@ -297,7 +309,45 @@ def _apply(result: SyncResult, backends: Sequence[Backend], plan: Plan, blocklis
         log.info("%s", note)
 
 
-def _record(result: SyncResult, store: StateStore, ctx: ApplyContext, now: datetime) -> None:
+def _merge_and_plan(config: Config, previous: tuple[Blocklist, dict[str, Any]] | None,
+                    blocking: Sequence[FeedOutcome], deny: Sequence[Indicator],
+                    allow: Sequence[Indicator], merged_print: str, store: StateStore,
+                    force: bool, clock: Clock) -> tuple[Blocklist, Plan, Blocklist | None]:
+    """(blocklist, plan, baseline): by difference from the record when only some feeds'
+    single values moved (agent.merge_delta), else the full merge and plan."""
+    guards = config.guards
+    step = merge_delta.by_difference(
+        previous, {o.name: o.digest for o in blocking}, store, deny=deny, allow=allow,
+        merged_print=merged_print, max_change=guards.max_change, force=force,
+        max_address_share=guards.max_address_share)
+    if step is not None:  # only what the changed feeds moved
+        plan = _named(step.plan, blocking, deny, guards.max_address_share, force)
+        return step.blocklist, plan, previous[0] if previous else None
+    started = time.perf_counter()
+    blocklist = merged([o.digest for o in blocking if o.digest is not None],
+                       [*(o.indicators for o in blocking if o.digest is None), deny],
+                       allow=allow)
+    clock.add("merge", started)
+    # An empty enforcement (every feed failed on the first attempts) protects nothing: the first
+    # real data is a first sync, not a 100 % change held for --force.
+    baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
+    plan = make_plan(baseline, blocklist, max_change=guards.max_change, force=force,
+                     max_address_share=guards.max_address_share)
+    plan = _named(plan, blocking, deny, guards.max_address_share, force)
+    return ledger.following(baseline, plan, blocklist), plan, baseline
+
+
+def _named(plan: Plan, blocking: Sequence[FeedOutcome], deny: Sequence[Indicator],
+           limit: float, force: bool) -> Plan:
+    """A plan held for the address share names the feeds and prefixes that weigh most."""
+    if not plan.share_over or force:
+        return plan
+    named = [*((o.name, o.all_indicators()) for o in blocking), ("local deny", deny)]
+    return plan._replace(contributors=tuple(contributors(named, plan.share, limit)))
+
+
+def _record(result: SyncResult, store: StateStore, ctx: ApplyContext, now: datetime,
+            merged: dict[str, Any]) -> None:
     """Each feed's new copy, then applied.json. A feed whose copy cannot be saved is that
     feed's error (the kernel has it; the next sync fetches it again); applied.json that
     cannot be written is the sync's error: the backends applied, the record did not."""
@@ -317,7 +367,7 @@ def _record(result: SyncResult, store: StateStore, ctx: ApplyContext, now: datet
     try:
         store.save_applied(result.blocklist, {
             "rpz_serial": ctx.rpz_serial, "generation": ctx.generation,
-            "applied_at": int(now.timestamp()), "feeds": feeds})
+            "applied_at": int(now.timestamp()), "feeds": feeds, **merged})
     except Exception as exc:
         result.error = _write_error(exc, "applied.json")
         return

@@ -12,6 +12,7 @@ their own rules.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -29,11 +30,22 @@ class PublicSuffixes(Protocol):
 
 
 class PublicSuffixList:
+    """The rules, parsed on first use: a sync that checks no name (nothing changed) only
+    fingerprints them."""
+
     def __init__(self, rules: Iterable[str]) -> None:
+        self._source: list[str] | None = list(rules)
+        self._fingerprint = hashlib.sha256("\n".join(self._source).encode()).hexdigest()
+        self._plain: frozenset[str] = frozenset()
+        self._wild: frozenset[str] = frozenset()
+        self._exceptions: frozenset[str] = frozenset()
+
+    def _parse(self) -> None:
+        assert self._source is not None
         plain: set[str] = set()
         wild: set[str] = set()
         exceptions: set[str] = set()
-        for rule in rules:
+        for rule in self._source:
             rule = rule.strip().lower()
             if not rule or rule.startswith("//"):
                 continue
@@ -49,12 +61,22 @@ class PublicSuffixList:
         self._plain = frozenset(plain)
         self._wild = frozenset(wild)
         self._exceptions = frozenset(exceptions)
+        self._source = None
+
+    def fingerprint(self) -> str:
+        """Equal for the same list (its text): cached feed results checked against another
+        list are not reused (agent.feedcache)."""
+        return self._fingerprint
 
     def __len__(self) -> int:
+        if self._source is not None:
+            self._parse()
         return len(self._plain) + len(self._wild)
 
     def is_public_suffix(self, name: str) -> bool:
         """True when `name` alone is a suffix under which the public registers names."""
+        if self._source is not None:
+            self._parse()
         if "." not in name:
             return True  # the list's implicit "*" rule: every TLD is a public suffix
         if name in self._exceptions:

@@ -33,6 +33,7 @@ from agent.publish import minisign
 from agent.publish.minisign import SecretKey
 from agent.verify import Manifest, PublicKey
 from lab.httpserver import CertificateAuthority, HttpServer
+from tests.state_helpers import applied_sets
 
 __all__ = ["CliResult"]
 
@@ -238,12 +239,13 @@ def state_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def enforced(state_dir: Path) -> Callable[[], dict[str, list[str]]]:
-    """enforced() -> the `sets` of state_dir/applied.json: exactly what is enforced."""
+    """enforced() -> the sets recorded in state_dir (applied.json): exactly what is enforced."""
 
     def read() -> dict[str, list[str]]:
-        return dict(json.loads((state_dir / "applied.json").read_text())["sets"])
+        return applied_sets(state_dir)
 
     return read
+
 
 
 # --- command line ----------------------------------------------------------------------------

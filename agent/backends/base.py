@@ -40,6 +40,13 @@ class Backend(ABC):
         Returns one line saying what was done (for the log, the plan printout and status).
         """
 
+    def unchanged(self, ctx: ApplyContext) -> str | None:
+        """When the enforcement point holds exactly what was last recorded (ctx.generation, the
+        applied record's), the note an apply of an empty plan would give, having checked
+        without changing anything; None when it cannot tell: the sync then applies as usual
+        (agent.shortcut)."""
+        return None
+
     def counters(self, table: str) -> Mapping[str, int] | None:
         """Packets dropped so far per set of the firewall `table`, for the metrics textfile.
 

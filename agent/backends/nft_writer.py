@@ -34,6 +34,7 @@ from pathlib import Path
 
 from agent import isolation
 from agent.backends.base import ApplyContext
+from agent.backends.nft_boot import boot_table
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation, KernelView
 from agent.config import Config, FirewallConfig
@@ -46,6 +47,7 @@ from agent.render.common import checked
 from agent.render.nft_blocklist import render_table, render_update
 from agent.render.nft_isolation import render_break_glass, render_isolation_script
 from agent.state import StateStore
+from agent.state.store import BOOT_PARTS
 from agent.util.ifname import ifname_problem
 
 log = logging.getLogger(__name__)
@@ -118,8 +120,8 @@ class TableWriter:
                "skeleton": skeleton, "pending": False}
         if generation is not None:
             rec["generation"] = generation
-        rec["boot"] = {**rec.get("boot", {}),
-                       **self._write_boot_files(isolation, now, blocklist, failed)}
+        rec["boot"] = _boot_record(rec.get("boot", {}),
+                                   self._write_boot_files(isolation, now, blocklist, failed))
         _attempt(failed, "isolation.json", lambda: record.save(self.store, isolation))
         if failed:
             self.store.forget_nft_record()  # the next apply reloads whole, whatever was written
@@ -143,13 +145,23 @@ class TableWriter:
              self.store.save_break_glass)]
         if blocklist is not None:
             include = _include(str(self.store.isolation_boot_path()))
-            table = render_table(self.fw, blocklist)
+            table, parts, check_text = boot_table(self.fw, blocklist, self.store)
+            # in parts, the base was checked when it was written: the check costs the change
+            check = (self.nft.check_file if check_text is None
+                     else lambda _path: self.nft.load(check_text + (include or iso_script),
+                                                      check_only=True))
             files.append(("enforced.nft", table + (include or iso_script),
-                          self.store.save_boot_ruleset))
+                          partial(self.store.save_boot_ruleset, check=check)))
         written = {}
         for name, text, save in files:
-            if _attempt(failed, name, partial(save, text, check=self.nft.check_file)):
+            checked = save if name == "enforced.nft" else partial(save, check=self.nft.check_file)
+            if _attempt(failed, name, partial(checked, text)):
                 written[name] = _sha(text)
+        if blocklist is not None and "enforced.nft" in written:
+            self.store.sweep_boot_parts(parts)
+            for part in parts:  # recorded like the files, so that damage to a part is seen
+                written[f"{BOOT_PARTS}/{part}"] = self.store.boot_file_sha256(
+                    f"{BOOT_PARTS}/{part}") or ""
         return written
 
     def boot_files_damaged(self) -> list[str]:
@@ -170,15 +182,25 @@ class TableWriter:
                 self.store.save_nft_record(
                     {**rec, "boot": {**rec.get("boot", {}), "isolation.nft": _sha(text)}})
 
-    def _full_reason(self, plan: Plan, ctx: ApplyContext, current: str | None) -> str | None:
+    def holds(self, generation: int) -> bool:
+        """Does the kernel hold exactly the table recorded as `generation` (no apply pending,
+        same settings, no drift)? Read-only: a sync that needs no change asks this."""
+        try:
+            current = self.view.skeleton_hash()
+        except ApplyError:
+            return False
+        return self._full_reason(False, generation + 1, current) is None
+
+    def _full_reason(self, first: bool, generation: int, current: str | None) -> str | None:
+        """Why applying `generation` by difference is not safe (None: it is)."""
         rec = self.store.load_nft_record()
         if current is None:
             return "the table is absent"
-        if plan.first or not rec:
+        if first or not rec:
             return "no record of a previous apply"
         if rec.get("pending"):
             return "the previous apply was interrupted before it was recorded"
-        if rec.get("generation") != ctx.generation - 1:
+        if rec.get("generation") != generation - 1:
             return ("the kernel holds another list than the one recorded (a previous sync "
                     "applied nftables but not everything else)")
         if rec.get("config") != config_hash(self.fw):
@@ -192,7 +214,7 @@ class TableWriter:
         full reload; under the lock either way."""
         with self.store.kernel_lock(self.lock_timeout):
             now = record.now()
-            why_full = self._full_reason(plan, ctx, self.view.skeleton_hash())
+            why_full = self._full_reason(plan.first, ctx.generation, self.view.skeleton_hash())
             if why_full is None:
                 damaged = self.boot_files_damaged()
                 if plan.empty and damaged:
@@ -219,11 +241,13 @@ class TableWriter:
     def _commit_boot_only(self, blocklist: Blocklist, now: int, damaged: list[str]) -> None:
         """The kernel is right but a boot file is not: write them again (no kernel change)."""
         log.error("nftables: boot files damaged (%s): writing them again", ", ".join(damaged))
+        self.store.remove_boot_parts(d.partition("/")[2] for d in damaged
+                                     if d.startswith(f"{BOOT_PARTS}/"))
         failed: list[str] = []
         written = self._write_boot_files(self._carried_isolation(now), now, blocklist, failed)
         rec = self.store.load_nft_record()
         _attempt(failed, "nftables.json", lambda: self.store.save_nft_record(
-            {**rec, "boot": {**rec.get("boot", {}), **written}}))
+            {**rec, "boot": _boot_record(rec.get("boot", {}), written)}))
         if failed:
             raise StateError("these boot files are damaged and could not be written again: "
                              + "; ".join(failed), where=str(self.store.root),
@@ -309,6 +333,13 @@ class TableWriter:
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _boot_record(old: dict[str, str], written: dict[str, str]) -> dict[str, str]:
+    """The sha256 of each boot file: a new enforced.nft replaces the list of its parts."""
+    if "enforced.nft" in written:
+        old = {k: v for k, v in old.items() if not k.startswith(f"{BOOT_PARTS}/")}
+    return {**old, **written}
 
 
 def _attempt(failed: list[str], name: str, write: Callable[[], object]) -> bool:

@@ -108,3 +108,7 @@ class NftablesBackend(Backend):
 
     def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:
         return TableWriter(ctx.config, ctx.store, self.nft).apply(plan, blocklist, ctx)
+
+    def unchanged(self, ctx: ApplyContext) -> str | None:
+        writer = TableWriter(ctx.config, ctx.store, self.nft)
+        return "nftables: unchanged" if writer.holds(ctx.generation) else None

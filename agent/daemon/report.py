@@ -42,7 +42,7 @@ def journal_sync(journal: Journal, result: SyncResult) -> None:
         journal.event(level, text, ACTION="refresh", FEED=o.name, RESULT=o.status,
                       SERIAL=o.record.serial if o.record else None,
                       REASON=o.error.reason if o.error else None,
-                      ACCEPTED=len(o.indicators))
+                      ACCEPTED=o.accepted)
     level = {"ok": logging.INFO, "partial": logging.WARNING,
              "held": logging.WARNING}.get(result.result, logging.ERROR)
     text = f"sync {result.result}: {result.blocklist.total} entries"

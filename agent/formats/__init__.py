@@ -48,7 +48,7 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
 # what `format:` and `parse --format` accept; misp-attributes is the API sources' own
 FORMAT_NAMES: tuple[str, ...] = tuple(name for name in PARSERS if name != "misp-attributes")
 
-__all__ = ["FORMAT_NAMES", "parse", "sniff"]
+__all__ = ["FORMAT_NAMES", "collector_paused", "parse", "sniff"]
 
 
 def parse(data: bytes, fmt: str = "auto") -> ParseResult:
@@ -91,3 +91,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+collector_paused = _collector_paused  # the bulk path (agent.bulk) parses with it too

@@ -111,6 +111,9 @@ def _is_bare(text: str) -> bool:
     return len(rest) == rest.count(b"\n") + rest.count(b"\r\n")  # no space, tab, lone CR...
 
 
+is_bare = _is_bare  # the bulk path (agent.bulk) reads a list the same way
+
+
 def parse_hosts(text: str) -> ParseResult:
     """An address then one or more names per line; only the names are indicators.
 

@@ -57,11 +57,17 @@ def parse_payloads(feed: FeedRules, data: Payloads, *, with_index: bool) -> Pars
                          else i for i in inds)
         indicators.extend(inds)
         if len(indicators) > feed.max_indicators:
-            raise _too_many(feed, len(indicators), path)
+            raise too_many(feed, len(indicators), path)
         rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in parsed.rejects)
         if with_index:
             index.extend(f"{i.value}\t{i.flag}\t{path}:{i.ref}\n" for i in inds)
     total = len(indicators) + len(rejects)
+    check_reject_ratio(feed, rejects, total)
+    return ParsedFeed(indicators, rejects, total, tuple(index))
+
+
+def check_reject_ratio(feed: FeedRules, rejects: Sequence[Reject], total: int) -> None:
+    """FormatError when more than the feed's max_reject_ratio of its entries are malformed."""
     if total and len(rejects) / total > feed.max_reject_ratio:
         first = rejects[0]
         raise FormatError(
@@ -72,10 +78,9 @@ def parse_payloads(feed: FeedRules, data: Payloads, *, with_index: bool) -> Pars
             hint="the payload is probably in another format than declared, or damaged; the last "
             "good copy stays enforced. Check `blocklist-agent parse` on the file",
         )
-    return ParsedFeed(indicators, rejects, total, tuple(index))
 
 
-def _too_many(feed: FeedRules, count: int, path: str) -> FormatError:
+def too_many(feed: FeedRules, count: int, path: str) -> FormatError:
     """The per-feed cap: a feed (or a mistake) listing millions of entries must not take the
     gateway's memory; what a whole sync may hold is capped apart from this."""
     return FormatError(

@@ -35,6 +35,13 @@ def _elements(table: str, set_name: str, values: Sequence[str], verb: str = "add
         yield f"{verb} element inet {table} {set_name} {{ {body} }}\n"
 
 
+def render_elements(fw: FirewallConfig, set_name: str, values: Iterable[str],
+                    verb: str = "add") -> str:
+    """`add element` (or `delete element`) statements for one set, values re-checked: the
+    parts of enforced.nft that hold the big sets (agent/backends/nft_boot.py)."""
+    return "".join(_elements(fw.table, set_name, checked(values, "address"), verb))
+
+
 def _log_prefix(fw: FirewallConfig, what: str) -> str:
     prefix = f"{fw.log_prefix}{what} "
     if not _SAFE_PREFIX.fullmatch(prefix):

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import StateError
+from agent.indicators import CANONICAL_ADDRESS, CANONICAL_NAME, canonical_kind
 
 RECORD = "record.json"
 INDEX = "index.tsv"  # value, coverage flag (Indicator.flag: "", "*", "."; "!" exception), file:line
+CANONICAL_MARK = "#canonical"  # flag, payload: its canonical rows are entries too
 REJECTS = "rejects.tsv"  # value, guard reason, detail
 
 
@@ -62,8 +64,47 @@ class CachedFeed:
             ) from None
 
     def index_lines(self) -> Iterator[str]:
-        """Provenance of every accepted value, for `why` (nothing if the file is missing)."""
-        return self._lines(INDEX)
+        """Provenance of every accepted value, for `why` (nothing if the file is missing).
+
+        The bulk parser writes one CANONICAL_MARK line per payload instead of an entry per
+        canonical row (agent.bulk): their entries are rebuilt here from the payload, in line
+        order with the entries written out, so that readers see the same lines either way.
+        """
+        marked: list[tuple[str, str]] = []  # (payload, flag of its canonical names)
+        written: dict[str, list[tuple[int, str]]] = {}
+        for line in self._lines(INDEX):
+            if line.startswith(CANONICAL_MARK + "\t"):
+                _, flag, path = line.rstrip("\n").split("\t", 2)
+                marked.append((path, flag))
+                continue
+            if not marked:
+                yield line
+                continue
+            ref = line.rstrip("\n").rpartition("\t")[2]
+            path, _, number = ref.rpartition(":")
+            written.setdefault(path, []).append((int(number) if number.isdigit() else 0, line))
+        for path, flag in marked:
+            yield from self._canonical(path, flag, written.get(path, []))
+
+    def _canonical(self, path: str, flag: str, written: list[tuple[int, str]]
+                   ) -> Iterator[str]:
+        try:
+            text = self.read(path).decode("utf-8", "replace")
+        except StateError:
+            return
+        pending = iter(written)
+        upcoming = next(pending, None)
+        kinds = {CANONICAL_ADDRESS: "", CANONICAL_NAME: flag}
+        for number, row in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+            while upcoming is not None and upcoming[0] <= number:
+                yield upcoming[1]
+                upcoming = next(pending, None)
+            kind = canonical_kind(row)
+            if kind:
+                yield f"{row}\t{kinds[kind]}\t{path}:{number}\n"
+        while upcoming is not None:
+            yield upcoming[1]
+            upcoming = next(pending, None)
 
     def reject_lines(self) -> Iterator[str]:
         """Every value the guard rails refused in this copy, with the reason."""

@@ -45,22 +45,50 @@ def check_mapping(doc: Any) -> str | None:
 
 
 def check_applied(doc: Any) -> str | None:
-    """applied.json: {"meta": {...}, "sets": {SET: [value, ...]}}."""
+    """applied.json: {"meta": {...}, "sets": {SET: [value, ...]}} (the first format), or
+    {"meta", "base": SHA256, "counts": {SET: n}, "delta": {"added"/"removed": {SET: [...]}}}
+    (agent/state/applied.py: the difference from a base)."""
     if not isinstance(doc, dict):
         return f"a JSON object was expected, not {_kind(doc)}"
-    sets, meta = doc.get("sets"), doc.get("meta")
-    if not isinstance(sets, dict) or not isinstance(meta, dict):
-        return "'sets' and 'meta' must be JSON objects"
-    for name in SET_NAMES:
-        values = sets.get(name, [])
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            return f"set {name!r} must be a list of strings"
+    meta = doc.get("meta")
+    if not isinstance(meta, dict):
+        return "'meta' must be a JSON object"
+    problem = _string_lists(doc["sets"], "sets") if "sets" in doc else _based(doc)
+    if problem:
+        return problem
     for key in ("rpz_serial", "generation", "applied_at"):
         if key in meta and not _is_int(meta[key]):
             return f"meta.{key} must be an integer"
     feeds = meta.get("feeds", {})
     if not isinstance(feeds, dict) or not all(_is_int(v) for v in feeds.values()):
         return "meta.feeds must map feed names to serials"
+    return None
+
+
+def _string_lists(sets: Any, where: str) -> str | None:
+    if not isinstance(sets, dict):
+        return f"{where!r} must be a JSON object"
+    for name, values in sets.items():
+        if name not in SET_NAMES:
+            return f"{where} holds an unknown set {name!r}"
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return f"set {name!r} in {where} must be a list of strings"
+    return None
+
+
+def _based(doc: dict[str, Any]) -> str | None:
+    base, counts, delta = doc.get("base"), doc.get("counts"), doc.get("delta", {})
+    if not isinstance(base, str) or len(base) != 64 or base.strip("0123456789abcdef"):
+        return "'base' must be the sha256 of the base file"
+    if not isinstance(counts, dict) or not all(
+            name in SET_NAMES and _is_int(n) and n >= 0 for name, n in counts.items()):
+        return "'counts' must map set names to sizes"
+    if not isinstance(delta, dict):
+        return "'delta' must be a JSON object"
+    for part in ("added", "removed"):
+        problem = _string_lists(delta.get(part, {}), f"delta.{part}")
+        if problem:
+            return problem
     return None
 
 

@@ -15,7 +15,10 @@ for a feed's several files.
     status.json            pipeline.run after every sync that is   the last sync's outcome or
                            not a dry run (agent.state.status)      the one before
     applied.json           pipeline.run, after every backend       always what was last fully
-                           applied the change                      applied (or the one before)
+                           applied the change: the difference      applied (or the one before)
+                           from a base (agent/state/applied.py)
+    applied.base/SHA.json  the base, rewritten once the difference a new base is written before
+                           holds a tenth of the entries             applied.json names it
     history.jsonl          allow/deny/unallow, isolate/restore,    every line fsynced; a torn
                            a --for deadline that passed            last line at worst
     isolation.json         isolate/restore, a deadline passing     the last recorded state;
@@ -25,6 +28,9 @@ for a feed's several files.
     enforced.nft           the one writer after each commit of     the whole table as last
                            the blocklist; it includes              committed: the boot unit
                            isolation.nft                           loads it with `nft -f`
+    boot/*.nft             the one writer, before enforced.nft     parts named by their hash:
+                           names them: the big sets' elements      the previous ones stay
+                           (a base, and the difference from it)    until enforced.nft moved on
     isolation.nft          the one writer after every commit       the kill switch as last
                            (isolate, restore, repair, apply) and   committed, with the time
                            each minute while a deadline runs       left on its deadlines
@@ -45,6 +51,8 @@ for a feed's several files.
                            record.json (serial, hashes, ETag), index.tsv and rejects.tsv
                            (provenance of every accepted and refused value, for `why`);
                            a crash mid-write leaves a stray gen-* that the next save removes
+    cache/NAME/KEY.digest  a feed copy's validated result (agent/state/cache.py), checked
+                           when read, rebuilt from the payloads when it fails the check
     damaged/               state files that failed their check on read (health.py), moved
                            aside for inspection and named in status; the newest 10 are kept
     .NAME.blocklist-agent-PID.*.tmp   a write in progress; removed on failure, and by the next
@@ -68,9 +76,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from agent.digest import Digest
 from agent.errors import StateError
 from agent.merge import Blocklist
-from agent.state import health, locks
+from agent.state import applied, cache, health, locks
 from agent.state.feeds import INDEX, RECORD, REJECTS, CachedFeed, FeedRecord
 from agent.state.status import after_sync
 from agent.util.fsutil import atomic_write, fsync_dir, sweep, tmp_name
@@ -79,11 +88,12 @@ from agent.util.timefmt import iso_z
 log = logging.getLogger(__name__)
 LOCK = "lock"
 STATUS = "status.json"
-APPLIED = "applied.json"
+APPLIED = applied.APPLIED
 HISTORY = "history.jsonl"
 ISOLATION = "isolation.json"
 ALLOW_NAMES = "allow-names.json"
 ENFORCED_NFT = "enforced.nft"
+BOOT_PARTS = "boot"
 ISOLATION_NFT = "isolation.nft"
 KERNEL_LOCK = "kernel.lock"
 DAEMON_LOCK = "daemon.lock"
@@ -245,6 +255,18 @@ class StateStore:
         current = self._feed_dir(record.name) / "current"
         atomic_write(current / RECORD, json.dumps(asdict(record), indent=1).encode())
 
+    def load_digest(self, feed: str, key: str) -> Digest | None:
+        """A feed copy's cached validated result (agent/state/cache.py); None if absent or
+        failing its check (then removed)."""
+        return cache.load(self.root, feed, key)
+
+    def save_digest(self, feed: str, digest: Digest) -> None:
+        cache.save(self.root, feed, digest)
+
+    def forget_digests(self, keep: set[str]) -> None:
+        """Drop the cached results of feeds no longer configured."""
+        cache.forget(self.root, keep)
+
     def feed_names(self) -> list[str]:
         base = self.root / FEEDS
         if not base.is_dir():
@@ -253,15 +275,28 @@ class StateStore:
 
     # -- applied blocklist, status, history -----------------------------------------------
     def load_applied(self) -> tuple[Blocklist, dict[str, Any]] | None:
+        """What was last applied; its sets are read from disk only when used (agent.ledger).
+        A record or base that fails its check is moved aside: the next sync rebuilds it."""
         data = self._read_json(APPLIED, health.check_applied)
         if data is None:
             return None
-        return Blocklist.from_json(data.get("sets", {})), data.get("meta", {})
+        try:
+            return applied.from_doc(self.root, data)
+        except StateError as exc:
+            self.quarantine.set_aside(self.root / APPLIED, exc.what)
+            return None
+
+    def staged(self, blocklist: Blocklist) -> Blocklist:
+        """`blocklist` with its base on disk and a small difference from it (applied.stage),
+        ready to be applied and then recorded at the cost of that difference."""
+        self.ensure()
+        return applied.stage(self.root, blocklist)
 
     def save_applied(self, blocklist: Blocklist, meta: dict[str, Any]) -> None:
+        """Record `blocklist` as applied: at the cost of its difference from the last record
+        when it was made from it (`LazyBlocklist.after`), else whole."""
         self.ensure()
-        data = {"meta": meta, "sets": blocklist.to_json()}
-        atomic_write(self.root / APPLIED, json.dumps(data).encode())
+        applied.save(self.root, blocklist, meta)
 
     def write_problem(self) -> str | None:
         """Why nothing can be written to the state directory now (health.write_problem)."""
@@ -357,6 +392,32 @@ class StateStore:
                 return handle.read().decode("utf-8", errors="replace")
         except OSError:
             return None
+
+    def boot_part(self, name: str) -> Path:
+        """boot/NAME: a part of enforced.nft (the big sets' elements), included by it."""
+        return self.root / BOOT_PARTS / name
+
+    def save_boot_part(self, name: str, text: str) -> Path:
+        """Write a part under a name no other content has (its hash): enforced.nft names it
+        only once it is complete, and the parts of the previous enforced.nft stay until
+        `sweep_boot_parts` after it was replaced."""
+        path = self.boot_part(name)
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text.encode())
+        return path
+
+    def remove_boot_parts(self, names: Iterable[str]) -> None:
+        """Parts found damaged: removed, so that the next write makes them again."""
+        for name in names:
+            (self.root / BOOT_PARTS / name).unlink(missing_ok=True)
+
+    def sweep_boot_parts(self, keep: Collection[str]) -> None:
+        directory = self.root / BOOT_PARTS
+        if directory.is_dir():
+            for entry in directory.iterdir():
+                if entry.name not in keep:
+                    entry.unlink(missing_ok=True)
 
     def save_isolation_boot(self, text: str, check: Callable[[Path], None] | None = None
                             ) -> Path:

@@ -34,6 +34,7 @@ from agent.errors import ApplyError
 from agent.merge import Blocklist
 from agent.plan import Plan
 from lab.httpserver import HttpServer, Reply
+from tests.state_helpers import applied_sets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -501,7 +502,7 @@ def test_the_service_lifecycle(
     try:
         listener.wait_for("READY=1")
         # READY only once the last good state is enforced, without the network
-        assert json.loads(applied.read_text())["sets"]["v4"] == ["185.220.101.7"]
+        assert applied_sets(state_dir)["v4"] == ["185.220.101.7"]
         assert any(s.startswith("STATUS=enforcing 1 entries") for s in listener.lines("STATUS="))
         pings = len(listener.lines("WATCHDOG=1"))
         time.sleep(1.2)
@@ -512,8 +513,9 @@ def test_the_service_lifecycle(
         mark = len(listener.drain())
         proc.send_signal(signal.SIGHUP)
         listener.wait_for("RELOADING=1", after=mark)
-        wait_until(lambda: "evil.example" in applied.read_text(), timeout=20)
-        assert json.loads(applied.read_text())["sets"]["v4"] == ["185.220.101.7"]
+        wait_until(lambda: "evil.example" in applied_sets(state_dir).get("names", []),
+                   timeout=20)
+        assert applied_sets(state_dir)["v4"] == ["185.220.101.7"]
 
         # SIGHUP with a broken configuration: refused, the running one kept
         config.write_text(config.read_text().replace("feeds:", "feedz:"))
@@ -523,8 +525,9 @@ def test_the_service_lifecycle(
         assert "feedz" in listener.messages[refused]
         (tmp_path / "local.d").mkdir(exist_ok=True)
         (tmp_path / "local.d" / "ops.deny").write_text("185.220.101.9\n")
-        wait_until(lambda: "185.220.101.9" in applied.read_text(), timeout=20)
-        sets = json.loads(applied.read_text())["sets"]
+        wait_until(lambda: "185.220.101.9" in applied_sets(state_dir).get("v4", []),
+                   timeout=20)
+        sets = applied_sets(state_dir)
         assert sets["names"] == ["evil.example"]  # still both feeds: the old configuration
         assert proc.poll() is None
 
@@ -535,7 +538,7 @@ def test_the_service_lifecycle(
         listener.wait_for("STOPPING=1", after=mark)
         assert "configuration reload refused (SIGHUP)" in err
         assert "configuration reloaded (SIGHUP)" in err
-        assert json.loads(applied.read_text())["sets"]["v4"] == ["185.220.101.7", "185.220.101.9"]
+        assert applied_sets(state_dir)["v4"] == ["185.220.101.7", "185.220.101.9"]
     finally:
         stop(proc)
         listener.close()

@@ -33,6 +33,7 @@ from lab.httpserver import (
     conditional_reply,
     unused_port,
 )
+from tests.state_helpers import applied_sets
 
 # Public, non-special addresses and names (documentation ranges are refused by the guards).
 BASE_V4 = [f"185.220.101.{i}" for i in range(1, 11)]
@@ -100,13 +101,13 @@ class Env:
 
     def refused(self, reason: str) -> CliResult:
         """Sync; it must fail with `reason` and keep exactly the base enforcement."""
-        before = (self.state / "applied.json").read_text()
+        before = applied_sets(self.state)
         result = self.cli("sync")
         assert result.code == 1, result
         assert f"REFUSED ({reason})" in result.out, result.out
         assert self.enforced() == BASE_SETS
         applied = json.loads((self.state / "applied.json").read_text())
-        assert applied["sets"] == json.loads(before)["sets"]
+        assert applied_sets(self.state) == before
         assert applied["meta"]["feeds"] == {"cert": 1}
         status = self.cli("status", "--json")
         assert status.code == 1
@@ -599,7 +600,7 @@ def test_guard_rejects_are_counted_in_status(env: Env) -> None:
 
 
 def test_unchanged_feed_is_fetched_conditionally(env: Env) -> None:
-    before = (env.state / "applied.json").read_text()
+    before = applied_sets(env.state)
     record_before = (env.state / "feeds/cert/current/record.json").read_text()
     env.server.requests.clear()
     result = env.cli("sync", "--json")
@@ -610,8 +611,7 @@ def test_unchanged_feed_is_fetched_conditionally(env: Env) -> None:
     assert len(requests) == 1
     assert requests[0].header("If-None-Match") == json.loads(record_before)["etag"]
     assert env.server.requests_for("/cert/indicators.txt") == []
-    after = json.loads((env.state / "applied.json").read_text())
-    assert after["sets"] == json.loads(before)["sets"]
+    assert applied_sets(env.state) == before
     assert (env.state / "feeds/cert/current/record.json").read_text() == record_before
 
 

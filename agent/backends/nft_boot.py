@@ -1,0 +1,76 @@
+"""enforced.nft in parts, so that keeping the boot file current costs what a sync changed.
+
+enforced.nft is loaded by plain `nft -f` at boot; with a million elements it is 12 MB, and
+rendering and writing it whole after every commit cost more than the commit of a 1 % change.
+When the blocklist is the applied record's base plus a difference (agent.ledger), the file is
+the table without elements, then
+
+    include "STATE/boot/base-HASH.nft"    the hash sets (v4, v6) of that base, written once
+    include "STATE/boot/delta-HASH.nft"   the difference from it (delete, then add), and the
+                                          interval sets (prefixes, a few thousand) whole
+
+and, as before, isolation.nft. `nft -f` reads includes into the same single transaction, so the
+boot path is unchanged: all of it loads or none of it. Each part is named by the hash of its
+content and written before enforced.nft names it; the parts the previous enforced.nft named are
+removed only after it was replaced. Anything else (a first sync, a state directory whose path
+nft cannot quote) gets the whole table inline, as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from agent.config import FirewallConfig
+from agent.ledger import LazyBlocklist
+from agent.merge import Blocklist
+from agent.render.common import BLOCK_SETS
+from agent.render.nft_blocklist import render_elements, render_table
+from agent.state import StateStore
+from agent.state.applied import BaseFile
+
+
+def _quoted(path: str) -> str | None:
+    if any(c in path for c in '"\\\n') or not path.startswith("/"):
+        return None
+    return f'include "{path}"\n'
+
+
+def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
+               ) -> tuple[str, list[str], str | None]:
+    """(the table for enforced.nft, the parts it includes: keep them, sweep the others, and
+    what `nft -c` checks before enforced.nft is replaced: None for the file itself).
+
+    In parts, the check is the table with the difference's additions and the prefix sets: the
+    base holds the very values the kernel accepted in the commit before (the same renderer
+    wrote both), and checking its million elements again would cost a whole load each time.
+    Each part's sha256 is recorded with the boot files (TableWriter), so damage is seen."""
+    base = blocklist.base_loader() if isinstance(blocklist, LazyBlocklist) else None
+    if not isinstance(base, BaseFile) or _quoted(str(store.boot_part("x"))) is None:
+        return render_table(fw, blocklist), [], None
+    assert isinstance(blocklist, LazyBlocklist)
+    tag = hashlib.sha256(f"{fw.table}\n{base.sha256}".encode()).hexdigest()[:32]
+    base_name = f"base-{tag}.nft"
+    if not store.boot_part(base_name).is_file():
+        blobs = base()
+        lines = [f"# blocklist-agent: elements of base {base.sha256}\n"]
+        for name, _, interval, _ in BLOCK_SETS:
+            blob = "" if interval else blobs.get(name, "")
+            if blob:
+                lines.append(render_elements(fw, name, blob.split("\n")))
+        store.save_boot_part(base_name, "".join(lines))
+    delta = blocklist.delta
+    parts = ["# blocklist-agent: the difference from the base, and the prefix sets\n"]
+    checked = []
+    for name, _, interval, _ in BLOCK_SETS:
+        if interval:
+            parts.append(render_elements(fw, name, getattr(blocklist, name)))
+        else:
+            parts.append(render_elements(fw, name, delta.removed.get(name, ()), "delete"))
+            parts.append(render_elements(fw, name, delta.added.get(name, ())))
+        checked.append(parts[-1])
+    text = "".join(parts)
+    delta_name = f"delta-{hashlib.sha256(text.encode()).hexdigest()[:32]}.nft"
+    store.save_boot_part(delta_name, text)
+    includes = "".join(str(_quoted(str(store.boot_part(n)))) for n in (base_name, delta_name))
+    skeleton = render_table(fw, Blocklist())
+    return skeleton + includes, [base_name, delta_name], skeleton + "".join(checked)

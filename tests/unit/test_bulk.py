@@ -1,0 +1,127 @@
+"""The bulk path of parse + guards (agent/bulk.py) gives the general path's result exactly.
+
+For any bare plain list (hypothesis draws them from the values that are hard for either path:
+canonical and non-canonical addresses and names, special, protected and own ranges, public
+suffixes, RPZ keywords, wildcards, URLs, garbage), `bulk.validate` and parse_payloads +
+Policy.check + digest.from_checked agree on every value, reject, refusal, count and provenance
+line, in order, and on refusing the whole update past max_reject_ratio.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent import bulk
+from agent.config import FeedConfig
+from agent.digest import KINDS, Digest, from_checked
+from agent.errors import FormatError
+from agent.formats.policy import parse_payloads
+from agent.guards import Policy
+from agent.indicators import DOMAIN, HOSTNAME_RE, IPV4, Indicator
+from agent.psl import PublicSuffixList
+from agent.state import CachedFeed, FeedRecord
+from agent.state.feeds import INDEX
+
+PSL = PublicSuffixList(["com", "co.uk", "uk", "fr", "gouv.fr", "*.ck", "!www.ck", "example"])
+POLICY = Policy.build(protected=["chu-example.fr", "192.0.2.0/24", "45.10.0.0/16"],
+                      own_addresses=["203.0.113.9", "81.2.3.4"], psl=PSL, now=1_700_000_000)
+TOKENS = [
+    "1.2.3.4", "185.220.101.7", "10.1.2.3", "127.0.0.1", "45.10.3.4", "81.2.3.4", "81.2.3.5",
+    "192.0.2.1", "0.1.2.3", "255.255.255.255", "224.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+    "1.2.3.0/24", "1.2.3.4/32", "45.10.0.0/15", "8.0.0.0/7", "2001:db8::1", "2a01::1",
+    "2a01:0::1", "::1", "[2a01::2]:80", "1.2.3.4:443", "evil.example", "evil.com", "EVIL.com",
+    "evil.com.", "com", "co.uk", "x.co.uk", "uk", "foo.ck", "www.ck", "a.b.ck", "chu-example.fr",
+    "www.chu-example.fr", "fr", "x.rpz-ip", "8.0.0.0.10.rpz-ip", "rpz-nsdname", "hxxpevil.com",
+    "hxxp://evil.com/x", "https://a.evil.com:8443/p", "*.wild.com", ".dot.com", "*.fr",
+    "host1", "a.b1", "x.123", "1password.com", "xn--bcher-kva.example", "_dmarc.evil.com",
+    "-bad.com", "a..b", "a" * 64 + ".com", ("a" * 60 + ".") * 5 + "com", "!!", "a/b", "%",
+    "evil.com/path", "09.com", "1.2.3.4a",
+]
+line = st.one_of(st.sampled_from(TOKENS), st.just(""),
+                 st.from_regex(r"[a-z0-9]{1,8}\.(com|fr|ck|uk)", fullmatch=True),
+                 st.from_regex(r"(1[0-9]{0,2}|[2-9][0-9]?)(\.(25[0-5]|1?[0-9]{1,2})){3}",
+                               fullmatch=True))
+
+
+class Data:
+    def __init__(self, *payloads: tuple[str, str, bytes]) -> None:
+        self.payloads = payloads
+
+
+def general(feed: FeedConfig, data: Data) -> tuple[Digest, tuple[str, ...], tuple[Any, ...]]:
+    parsed = parse_payloads(feed, data, with_index=True)
+    guard = POLICY.check(parsed.indicators)
+    return from_checked("k", parsed.total, parsed.rejects, guard), parsed.index_lines, \
+        guard.rejected
+
+
+def same(feed: FeedConfig, data: Data) -> None:
+    assert bulk.applies(data)
+    try:
+        want = general(feed, data)
+    except FormatError as exc:
+        with pytest.raises(FormatError) as got:
+            bulk.validate(feed, data, POLICY, "k", lines=True)
+        assert str(got.value) == str(exc)
+        return
+    got = bulk.validate(feed, data, POLICY, "k", lines=True)
+    assert got[0].summary == want[0].summary
+    for kind in KINDS:
+        assert sorted(got[0].values(kind)) == sorted(want[0].values(kind)), kind
+    assert expanded(data, got[1]) == list(want[1])
+    assert got[2] == want[2]
+
+
+def expanded(data: Data, index: tuple[str, ...]) -> list[str]:
+    """The index as `why` reads it back from a generation directory (CachedFeed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = Path(tmp)
+        for path, _, body in data.payloads:
+            (gen / path).write_bytes(body)
+        (gen / INDEX).write_text("".join(index))
+        return list(CachedFeed(FeedRecord("f", 1, "", "", 0), gen).index_lines())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(line, max_size=40), st.booleans(), st.sampled_from([0.2, 1.0]))
+def test_bulk_equals_general(rows: list[str], subdomains: bool, ratio: float) -> None:
+    feed = FeedConfig(name="f", url="file:///x", subdomains=subdomains, max_reject_ratio=ratio)
+    body = "\n".join(rows).encode()
+    if not bulk.applies(Data(("list.txt", "plain", body))):
+        return  # a comment or blank inside a line: the general path only
+    same(feed, Data(("list.txt", "plain", body)))
+
+
+def test_two_payloads_crlf_and_auto() -> None:
+    feed = FeedConfig(name="f", url="file:///x")
+    same(feed, Data(("a.txt", "plain", b"1.2.3.4\r\n10.0.0.1\r\nevil.com\r\n"),
+                    ("b.txt", "auto", b"co.uk\n\nEVIL.com\n*.x.com\n45.10.9.9\n")))
+
+
+def test_what_the_bulk_path_does_not_take() -> None:
+    assert not bulk.applies(Data(("a", "plain", b"1.2.3.4 # comment\n")))
+    assert not bulk.applies(Data(("a", "hosts", b"0.0.0.0 evil.com\n")))
+    assert not bulk.applies(Data(("a", "auto", b"0.0.0.0 evil.com\n")))
+    assert not bulk.applies(Data(("a", "plain", "évil.com\n".encode())))
+
+
+def test_guard_shortcuts_never_hide_a_refusal() -> None:
+    """Policy.clear_first_octets and name_suspect are supersets of the checks they skip."""
+    clear = POLICY.clear_first_octets()
+    for first in range(256):
+        for rest in ("0.0.0", "2.3.4", "255.255.255"):
+            value = f"{first}.{rest}"
+            bad = POLICY.check_one(Indicator(IPV4, value))
+            assert bad is None or str(first) not in clear, value
+    names = [t.lower().rstrip(".") for t in TOKENS if HOSTNAME_RE.fullmatch(t.lower())]
+    for name in [*names, "a.chu-example.fr", "example", "x.example", "rpz-ip"]:
+        for wild in (False, True):
+            bad = POLICY.check_one(Indicator(DOMAIN, name, wild))
+            assert bad is None or POLICY.name_suspect(name, wild), (name, wild)
+
