@@ -192,14 +192,40 @@ def fingerprint(blocklist: Blocklist) -> str:
 
 def fingerprint_before(after_digest: str, changes: Mapping[str, SetChange]) -> str:
     """The fingerprint of the blocklist the plan was made against."""
+    return _shifted(after_digest, changes, -1)
+
+
+def fingerprint_after(before_digest: str, changes: Mapping[str, SetChange]) -> str:
+    """The fingerprint of the plan's result, from its baseline's: the cost of the change."""
+    return _shifted(before_digest, changes, 1)
+
+
+def _shifted(digest: str, changes: Mapping[str, SetChange], sign: int) -> str:
     parts = []
-    for name, part in zip(SET_NAMES, after_digest.split(), strict=True):
+    for name, part in zip(SET_NAMES, digest.split(), strict=True):
         count, _, total = part.partition(":")
         change = changes.get(name, SetChange(frozenset(), frozenset(), 0, 0))
-        n = int(count) - len(change.added) + len(change.removed)
-        s = int(total, 16) - _set_sum(name, change.added) + _set_sum(name, change.removed)
+        n = int(count) + sign * (len(change.added) - len(change.removed))
+        s = int(total, 16) + sign * (_set_sum(name, change.added) - _set_sum(name, change.removed))
         parts.append(f"{n}:{s:x}")
     return " ".join(parts)
+
+
+def recorded_digest(state: Mapping[str, Any], generation: int) -> str | None:
+    """The fingerprint the resolver was last given, if that was the applied record's list
+    (`generation` is this sync's: the record holds the one before); None: compute it."""
+    digest = state.get("fingerprint")
+    if state.get("generation") != generation - 1 or not isinstance(digest, str) or len(
+            digest.split()) != len(SET_NAMES):
+        return None
+    return digest
+
+
+def holds_record(state: Mapping[str, Any], settings: Mapping[str, Any], generation: int) -> bool:
+    """Does dns.json say the resolver was given exactly the applied record (`generation`),
+    with these settings? (The caller still asks the resolver for the serial: the truth.)"""
+    return (state.get("generation") == generation and state.get("in_sync", True) is True
+            and all(state.get(k) == v for k, v in settings.items()))
 
 
 # --- what the resolver was last given ---------------------------------------------------------

@@ -46,7 +46,10 @@ from agent.backends.base import ApplyContext, Backend
 from agent.backends.dns_client import Connect, DnsClient, TsigKey, load_tsig_key
 from agent.backends.dns_common import (
     fingerprint,
+    fingerprint_after,
     fingerprint_before,
+    holds_record,
+    recorded_digest,
     save_state,
 )
 from agent.config import Config
@@ -170,6 +173,30 @@ class DnsUpdateBackend(Backend):
                               where=config.path, hint="see config/resolvers/bind-primary.conf")
         return cls(load_tsig_key(dns_cfg.tsig_key_file), connect=connect)
 
+    @staticmethod
+    def _settings(config: Config) -> dict[str, Any]:
+        dns_cfg = config.dns
+        return {"backend": DnsUpdateBackend.name, "zone": zone_name(dns_cfg),
+                "server": dns_cfg.server, "action": dns_cfg.action, "ttl": dns_cfg.ttl}
+
+    def unchanged(self, ctx: ApplyContext) -> str | None:
+        """The primary serves the serial the agent left after giving it the applied record."""
+        state = ctx.store.load_dns_record()
+        dns_cfg = ctx.config.dns
+        if not holds_record(state, self._settings(ctx.config), ctx.generation) or not (
+                dns_cfg.server):
+            return None
+        try:
+            with DnsClient(dns_cfg.server, key=self.key, connect=self.connect,
+                           timeout=min(self.timeout, 5.0)) as client:
+                served = client.soa_serial(zone_name(dns_cfg))
+        except Exception as exc:  # unreachable, refused: let the apply find and report it
+            log.debug("dnsupdate: cannot tell whether the primary holds the record: %s", exc)
+            return None
+        if served != state.get("serial"):
+            return None
+        return f"dnsupdate: unchanged, primary {dns_cfg.server} serial {served}"
+
     def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:
         with _gc_paused():
             return self._apply(plan, blocklist, ctx)
@@ -178,12 +205,14 @@ class DnsUpdateBackend(Backend):
         dns_cfg = ctx.config.dns
         assert dns_cfg.server is not None
         zone = zone_name(dns_cfg)
-        settings: dict[str, Any] = {"backend": self.name, "zone": zone,
-                                    "server": dns_cfg.server, "action": dns_cfg.action,
-                                    "ttl": dns_cfg.ttl}
+        settings = self._settings(ctx.config)
         state = ctx.store.load_dns_record()
         started = time.monotonic()
-        digest = fingerprint(blocklist)
+        # from the last update's fingerprint when that was the applied record's list (the cost
+        # of the change), else over the whole list (which _why_full then compares)
+        known = recorded_digest(state, ctx.generation)
+        digest = (fingerprint(blocklist) if known is None or plan.first
+                  else fingerprint_after(known, plan.changes))
         with DnsClient(dns_cfg.server, key=self.key, connect=self.connect,
                        timeout=self.timeout) as client:
             served = client.soa_serial(zone)
@@ -212,6 +241,7 @@ class DnsUpdateBackend(Backend):
         elapsed = time.monotonic() - started
         save_state(ctx.store, {
             **settings, "in_sync": True, "serial": serial, "fingerprint": digest,
+            "generation": ctx.generation,
             "mode": "full" if why_full else "incremental", "full_reason": why_full,
             "changed_owners": len(changes), "messages": messages, "seconds": round(elapsed, 3),
         })

@@ -12,13 +12,17 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.backends.base import ApplyContext, Backend
 from agent.backends.dns_client import Connect
 from agent.backends.dns_common import (
     Command,
     fingerprint,
+    fingerprint_after,
+    holds_record,
     install_zone,
+    recorded_digest,
     save_state,
 )
 from agent.backends.dns_query import ask_serial, resolver_address
@@ -81,18 +85,37 @@ class ZoneFileBackend(Backend):
                     "the zone", reason="dns-not-loaded")
             time.sleep(0.1)
 
+    def _settings(self, dns: DnsConfig) -> dict[str, Any]:
+        return {"backend": self.name, "zone": zone_name(dns), "zonefile": dns.zonefile,
+                "action": dns.action, "ttl": dns.ttl}
+
+    def unchanged(self, ctx: ApplyContext) -> str | None:
+        """The zone file holds the applied record and the resolver serves its serial."""
+        dns = ctx.config.dns
+        state = ctx.store.load_dns_record()
+        if not holds_record(state, self._settings(dns), ctx.generation) or not Path(
+                dns.zonefile).exists():
+            return None
+        served, _ = ask_serial(ctx.config, connect=self.connect, timeout=1.0)
+        if served is None or served != state.get("serial"):
+            return None
+        return f"dns {self.name}: unchanged, zone {zone_name(dns)} serial {served}"
+
     def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:
         dns = ctx.config.dns
         zone = zone_name(dns)
         path = Path(dns.zonefile)
-        settings = {"backend": self.name, "zone": zone, "zonefile": str(path),
-                    "action": dns.action, "ttl": dns.ttl}
+        settings = self._settings(dns)
         previous = ctx.store.load_dns_record()
         # Compared with what the resolver was given, not with the plan: the plan's baseline is
         # what every backend applied, and this one may have gone further before another failed.
-        digest = fingerprint(blocklist)
+        known = recorded_digest(previous, ctx.generation)
+        digest = (fingerprint(blocklist) if known is None
+                  else fingerprint_after(known, plan.changes))
         if (path.exists() and previous.get("fingerprint") == digest
                 and all(previous.get(k) == v for k, v in settings.items())):
+            if previous.get("generation") != ctx.generation:  # the record moved on: follow it
+                save_state(ctx.store, {**previous, "generation": ctx.generation})
             return f"dns {self.name}: unchanged, zone {zone} serial {previous.get('serial')}"
         started = time.monotonic()
         text = self.render(dns, blocklist, ctx.rpz_serial)
@@ -102,6 +125,7 @@ class ZoneFileBackend(Backend):
                      confirm=lambda: confirmed.append(self.confirm(ctx.config, ctx.rpz_serial)))
         elapsed = time.monotonic() - started
         save_state(ctx.store, {**settings, "serial": ctx.rpz_serial, "fingerprint": digest,
+                               "generation": ctx.generation,
                                "records": text.count("\n") - 5, "seconds": round(elapsed, 3)})
         return (f"dns {self.name}: zone {zone} serial {ctx.rpz_serial} installed, "
                 f"{confirmed[0]} ({text.count(chr(10)) - 5} records, {elapsed:.1f} s)")

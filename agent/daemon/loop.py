@@ -40,7 +40,7 @@ from agent.backends import killswitch
 from agent.backends.base import Backend
 from agent.backends.registry import backends_for
 from agent.config import Config
-from agent.daemon import report
+from agent.daemon import memory, report
 from agent.daemon import schedule as sched
 from agent.daemon.fetcher import Interrupted, Stoppable
 from agent.daemon.kernelfacts import KernelFacts, Repair
@@ -306,7 +306,9 @@ class Daemon:
         if not self.ready and result.error is None:
             self.ready = True
             notify("READY=1")
-        self.last_result = result
+        self.last_result = memory.slim(result)
+        del result
+        memory.release()
         self._say_status()
 
     def _say_status(self) -> None:
