@@ -213,7 +213,7 @@ def run(
         clock.add("render", started)
 
     if not dry_run and plan.held is None:
-        blocklist = result.blocklist = store.staged(blocklist)
+        blocklist = result.blocklist = _staged(store, blocklist)
         ctx = ApplyContext(config=config, store=store, rpz_serial=rpz_serial,
                            generation=int(meta.get("generation", 0)) + 1)
         if unchanged is not None:  # the enforcement points hold the recorded generation
@@ -307,6 +307,16 @@ def _apply(result: SyncResult, backends: Sequence[Backend], plan: Plan, blocklis
         result.backends.append({"name": backend.name, "applied": True, "note": note,
                                 "error": None})
         log.info("%s", note)
+
+
+def _staged(store: StateStore, blocklist: Blocklist) -> Blocklist:
+    """The blocklist on its base (StateStore.staged), or as it is when the base cannot be
+    written now (a full disk): the apply goes on, the record then reports what failed."""
+    try:
+        return store.staged(blocklist)
+    except OSError as exc:
+        log.warning("the applied base could not be written before the apply: %s", exc)
+        return blocklist
 
 
 def _merge_and_plan(config: Config, previous: tuple[Blocklist, dict[str, Any]] | None,

@@ -145,13 +145,19 @@ class TableWriter:
              self.store.save_break_glass)]
         if blocklist is not None:
             include = _include(str(self.store.isolation_boot_path()))
-            table, parts, check_text = boot_table(self.fw, blocklist, self.store)
+            try:
+                table, parts, check_text = boot_table(self.fw, blocklist, self.store)
+            except OSError as exc:  # a part could not be written (a full disk)
+                failed.append(f"enforced.nft ({exc.strerror or exc})")
+                log.error("nftables: could not write the parts of enforced.nft: %s", exc)
+                table, parts, check_text = "", [], None
             # in parts, the base was checked when it was written: the check costs the change
             check = (self.nft.check_file if check_text is None
                      else lambda _path: self.nft.load(check_text + (include or iso_script),
                                                       check_only=True))
-            files.append(("enforced.nft", table + (include or iso_script),
-                          partial(self.store.save_boot_ruleset, check=check)))
+            if table:
+                files.append(("enforced.nft", table + (include or iso_script),
+                              partial(self.store.save_boot_ruleset, check=check)))
         written = {}
         for name, text, save in files:
             checked = save if name == "enforced.nft" else partial(save, check=self.nft.check_file)
@@ -184,12 +190,19 @@ class TableWriter:
 
     def holds(self, generation: int) -> bool:
         """Does the kernel hold exactly the table recorded as `generation` (no apply pending,
-        same settings, no drift)? Read-only: a sync that needs no change asks this."""
+        same settings, no drift), isolation sets as the intent says, and are the boot files
+        as written? Read-only: a sync that needs no change asks this (agent.shortcut); any
+        doubt sends it through `apply`, which repairs what differs."""
         try:
             current = self.view.skeleton_hash()
+            if self._full_reason(False, generation + 1, current) is not None:
+                return False
+            kernel = self.view.isolation()
         except ApplyError:
             return False
-        return self._full_reason(False, generation + 1, current) is None
+        state = isolation.desired(self.config, self.store, kernel)
+        return (isolation.drift(self.config, state, kernel) is None
+                and not self.boot_files_damaged())
 
     def _full_reason(self, first: bool, generation: int, current: str | None) -> str | None:
         """Why applying `generation` by difference is not safe (None: it is)."""
