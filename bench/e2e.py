@@ -67,6 +67,12 @@ RUNNER = ("import atexit, resource, runpy, sys\n"
           "          kids.ru_utime + kids.ru_stime, file=sys.stderr, flush=True)\n"
           "atexit.register(_rss)\n"
           "sys.argv = ['blocklist-agent', *sys.argv[1:]]\n"
+          "import os\n"
+          "if os.environ.get('E2E_PROFILE'):\n"
+          "    import cProfile\n"
+          "    prof = cProfile.Profile()\n"
+          "    atexit.register(lambda: prof.dump_stats(os.environ['E2E_PROFILE']))\n"
+          "    prof.enable()\n"
           "runpy.run_module('agent', run_name='__main__', alter_sys=True)\n")
 TARGETS = {"full_ratio": 1.5, "update_s": 1.0, "update_ratio": 0.25, "nochange_s": 0.5,
            "peak_rss_mib": 400, "daemon_idle_rss_mib": 150}
@@ -128,6 +134,7 @@ class Bench:
         _, self.key = minisign.generate_keypair()
         self.ns = ""
         self.nft = ["nft"]
+        self.profile: Path | None = None
         # The agent runs from byte code, as the Debian package installs it (dh-python compiles
         # it), even where PYTHONDONTWRITEBYTECODE is set for development: compiled once, here.
         self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -176,11 +183,14 @@ class Bench:
         subprocess.run(self.in_ns("nft", "delete", "table", "inet", "baseline"), check=True)
         return elapsed, cpu
 
-    def sync(self, config: Path) -> dict[str, Any]:
+    def sync(self, config: Path, step: str = "") -> dict[str, Any]:
         """One `sync --json` process in the namespace: wall time, peak RSS, what it did."""
         cmd = self.in_ns(sys.executable, "-c", RUNNER, "-c", str(config), "sync", "--json")
+        env = dict(self.env)
+        if self.profile is not None:  # cProfile of each step (its figures then mean little)
+            env["E2E_PROFILE"] = str(self.profile / f"{self.ns}-{step}.prof")
         started = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT), env=self.env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT), env=env)
         elapsed = time.perf_counter() - started
         own = 0
         cpu = kids_cpu = 0.0
@@ -238,11 +248,11 @@ class Bench:
         try:
             config = self.config(state)
             plain = [self.plain_nft()]
-            out: dict[str, Any] = {"full": self.sync(config)}
+            out: dict[str, Any] = {"full": self.sync(config, "full")}
             change(self.feeds[0], self._one_percent(), seed=7)
             self.publish(self.feeds[0])
-            out["update"] = self.sync(config)
-            out["nochange"] = self.sync(config)
+            out["update"] = self.sync(config, "update")
+            out["nochange"] = self.sync(config, "nochange")
             if with_daemon:
                 out["daemon"] = self.daemon(config, state)
             plain.append(self.plain_nft())
@@ -332,6 +342,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--no-daemon", action="store_true")
     parser.add_argument("--keep", type=Path, help="work directory to keep (default: a temp dir)")
+    parser.add_argument("--profile", type=Path,
+                        help="write a cProfile of each sync step into this directory")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/e2e.py needs root: it creates a network namespace for nft")
@@ -347,6 +359,9 @@ def main() -> None:
             feeds = [make_feed(f"feed{i}", seed=100 * run + i, total=total // count)
                      for i in range(count)]
             bench = Bench(work / f"run{run}", feeds)
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                bench.profile = args.profile.resolve()
             for feed in feeds:
                 bench.publish(feed)
             runs.append(bench.run(with_daemon=not args.no_daemon))

@@ -40,10 +40,12 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
     """(the table for enforced.nft, the parts it includes: keep them, sweep the others, and
     what `nft -c` checks before enforced.nft is replaced: None for the file itself).
 
-    In parts, the check is the table with the difference's additions and the prefix sets: the
-    base holds the very values the kernel accepted in the commit before (the same renderer
-    wrote both), and checking its million elements again would cost a whole load each time.
-    Each part's sha256 is recorded with the boot files (TableWriter), so damage is seen."""
+    In parts, the check is the table with what is new: the additions of a new difference, the
+    prefix sets when they changed. A part is named by its content, so one that exists was
+    checked when it was written; the base holds the very values the kernel accepted in the
+    commit before (the same renderer wrote both), and checking its million elements again would
+    cost a whole load each time. Each part's sha256 is recorded with the boot files
+    (TableWriter), so damage is seen, and a damaged part is removed and written again."""
     base = blocklist.base_loader() if isinstance(blocklist, LazyBlocklist) else None
     if not isinstance(base, BaseFile) or _quoted(str(store.boot_part("x"))) is None:
         return render_table(fw, blocklist), [], None
@@ -59,18 +61,26 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
                 lines.append(render_elements(fw, name, blob.split("\n")))
         store.save_boot_part(base_name, "".join(lines))
     delta = blocklist.delta
-    parts = ["# blocklist-agent: the difference from the base, and the prefix sets\n"]
-    checked = []
+    nets = ["# blocklist-agent: the prefix sets\n"]
+    changes = ["# blocklist-agent: the difference from the base\n"]
+    added = []
     for name, _, interval, _ in BLOCK_SETS:
-        if interval:
-            parts.append(render_elements(fw, name, getattr(blocklist, name)))
+        if interval:  # whole: nft refuses an interval added and deleted in one transaction
+            nets.append(render_elements(fw, name, sorted(getattr(blocklist, name))))
         else:
-            parts.append(render_elements(fw, name, delta.removed.get(name, ()), "delete"))
-            parts.append(render_elements(fw, name, delta.added.get(name, ())))
-        checked.append(parts[-1])
-    text = "".join(parts)
-    delta_name = f"delta-{hashlib.sha256(text.encode()).hexdigest()[:32]}.nft"
-    store.save_boot_part(delta_name, text)
-    includes = "".join(str(_quoted(str(store.boot_part(n)))) for n in (base_name, delta_name))
+            changes.append(render_elements(fw, name, sorted(delta.removed.get(name, ())),
+                                           "delete"))
+            added.append(render_elements(fw, name, sorted(delta.added.get(name, ()))))
+    changes.extend(added)
+    checked = []
+    names = [base_name]
+    for kind, text, new in (("nets", "".join(nets), nets[1:]),
+                            ("delta", "".join(changes), added)):
+        name = f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.nft"
+        if not store.boot_part(name).is_file():  # new content: checked before it is named
+            checked.extend(new)
+            store.save_boot_part(name, text)
+        names.append(name)
+    includes = "".join(str(_quoted(str(store.boot_part(n)))) for n in names)
     skeleton = render_table(fw, Blocklist())
-    return skeleton + includes, [base_name, delta_name], skeleton + "".join(checked)
+    return skeleton + includes, names, skeleton + "".join(checked)

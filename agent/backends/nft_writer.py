@@ -145,6 +145,9 @@ class TableWriter:
              self.store.save_break_glass)]
         if blocklist is not None:
             include = _include(str(self.store.isolation_boot_path()))
+            # a part found damaged is written again below (an intact one was checked already)
+            self.store.remove_boot_parts(d.partition("/")[2] for d in self.boot_files_damaged()
+                                         if d.startswith(f"{BOOT_PARTS}/"))
             try:
                 table, parts, check_text = boot_table(self.fw, blocklist, self.store)
             except OSError as exc:  # a part could not be written (a full disk)
@@ -159,10 +162,15 @@ class TableWriter:
                 files.append(("enforced.nft", table + (include or iso_script),
                               partial(self.store.save_boot_ruleset, check=check)))
         written = {}
+        recorded = self.store.load_nft_record().get("boot") or {}
         for name, text, save in files:
+            digest = _sha(text)
+            if recorded.get(name) == digest == self.store.boot_file_sha256(name):
+                written[name] = digest  # the file holds this very text, checked when written
+                continue
             checked = save if name == "enforced.nft" else partial(save, check=self.nft.check_file)
             if _attempt(failed, name, partial(checked, text)):
-                written[name] = _sha(text)
+                written[name] = digest
         if blocklist is not None and "enforced.nft" in written:
             self.store.sweep_boot_parts(parts)
             for part in parts:  # recorded like the files, so that damage to a part is seen
