@@ -19,7 +19,17 @@ from typing import NamedTuple
 from agent.guards import SPECIAL_V4, SPECIAL_V6
 from agent.indicators import DOMAIN, IPV4, Indicator
 from agent.merge import Blocklist
-from agent.netrange import AF_INET, AF_INET6, Span, intersect, join, span, spans, subtract
+from agent.netrange import (
+    AF_INET,
+    AF_INET6,
+    Span,
+    intersect,
+    join,
+    set_spans,
+    span,
+    spans,
+    subtract,
+)
 
 _UNIVERSE: dict[int, list[Span]] = {AF_INET: [(0, 2**32 - 1)],
                                     AF_INET6: [span("2000::/3", AF_INET6)]}
@@ -50,11 +60,11 @@ class Share(NamedTuple):
         return f"{self.v4:.4%} of public IPv4, {self.v6:.6%} of public IPv6"
 
 
-def _family_share(singles: int, nets: Iterable[str], family: int) -> float:
+def _family_share(singles: int, nets: frozenset[str], family: int) -> float:
     """Prefixes exactly; single addresses one each without looking at them (they lie outside the
     prefixes, as the merge leaves them, and only `allow_special` lets one be non-public): a
     million of them weigh 0.03 % of IPv4, and the check stays free on every sync."""
-    count = public_count(spans(nets, family), family) + singles
+    count = public_count(set_spans(nets, family), family) + singles
     return count / PUBLIC_SIZE[family]
 
 

@@ -24,7 +24,7 @@ from agent.indicators import IPV4, IPV6, Indicator
 from agent.ledger import LazyBlocklist
 from agent.merge import ENFORCING, SET_NAMES, Blocklist, covering_parent
 from agent.merge_scope import Blocks
-from agent.netrange import AF_INET, AF_INET6, SpanSet, join, spans, subtract
+from agent.netrange import AF_INET, AF_INET6, SpanSet, join, set_spans, spans, subtract
 from agent.plan import Plan, SetChange
 from agent.state import StateStore
 
@@ -93,7 +93,8 @@ def by_difference(record: tuple[Blocklist, Mapping[str, Any]] | None,
     for kind, set_name, family_name, family in _SINGLES:
         joined, left = _moved(kind, old, new, union)
         if joined or left:
-            covering = _covering(union, old, new, kind + "_nets", allow, family_name, family)
+            covering = _covering(previous, union, new, kind + "_nets", allow, family_name,
+                                 family)
             changes[set_name] = _change(previous, set_name,
                                         covering.outside(joined), covering.outside(left))
     joined, left = _moved("names", old, new, union)
@@ -151,14 +152,17 @@ def _moved(kind: str, old: Sequence[Digest], new: Sequence[Digest], others: _Oth
     return frozenset(came - listed), frozenset(went - listed)
 
 
-def _covering(others: _Others, old: Sequence[Digest], new: Sequence[Digest], kind: str,
+def _covering(previous: LazyBlocklist, others: _Others, new: Sequence[Digest], kind: str,
               allow: Sequence[Indicator], family_name: str, family: int) -> SpanSet:
     """merge's covering test for single addresses: the blocked prefixes (unchanged, so taken
     from any side) and the allowed addresses and prefixes of the family."""
+    allowed = [i.value for i in allow if i.type == family_name]
+    if not allowed:  # then the record's prefixes are exactly the blocked space: nothing was
+        # carved, and spans of prefixes of /31 or shorter never leave a single address
+        return SpanSet(family, list(set_spans(getattr(previous, kind), family)))
     nets = others.values(kind)
     for digest in new:
         nets.update(digest.values(kind))
-    allowed = [i.value for i in allow if i.type == family_name]
     holes = spans(allowed, family)
     blocked = subtract(spans(nets, family), holes) if holes else spans(nets, family)
     # a /32 that carving leaves is enforced whatever the feeds list; it lies inside `blocked`,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 from bisect import bisect_right
 from collections.abc import Iterable
+from functools import lru_cache
 from itertools import repeat
 
 Span = tuple[int, int]
@@ -60,6 +61,13 @@ def prefix_span(value: int, length: int, family: int) -> Span:
 def spans(values: Iterable[str], family: int) -> list[Span]:
     """Sorted spans covering the given addresses and prefixes, overlapping and adjacent joined."""
     return join(sorted(map(span, values, repeat(family))))
+
+
+@lru_cache(maxsize=8)
+def set_spans(values: frozenset[str], family: int) -> tuple[Span, ...]:
+    """`spans` of a set that is read several times in one sync (a blocklist's prefixes: the
+    address share before and after, the covering test of a merge by difference)."""
+    return tuple(spans(values, family))
 
 
 def join(ordered: Iterable[Span]) -> list[Span]:

@@ -40,12 +40,12 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
     """(the table for enforced.nft, the parts it includes: keep them, sweep the others, and
     what `nft -c` checks before enforced.nft is replaced: None for the file itself).
 
-    In parts, the check is the table with what is new: the additions of a new difference, the
-    prefix sets when they changed. A part is named by its content, so one that exists was
-    checked when it was written; the base holds the very values the kernel accepted in the
-    commit before (the same renderer wrote both), and checking its million elements again would
-    cost a whole load each time. Each part's sha256 is recorded with the boot files
-    (TableWriter), so damage is seen, and a damaged part is removed and written again."""
+    In parts, the check is the table and the prefix sets when they changed (a part is named by
+    its content, so one that exists was checked when it was written). The base and the
+    difference hold the very values the kernel accepted in the commits that made them (the same
+    renderer wrote both), and checking a million elements again would cost a whole load. Each
+    part's sha256 is recorded with the boot files (TableWriter), so damage is seen, and a
+    damaged part is removed and written again."""
     base = blocklist.base_loader() if isinstance(blocklist, LazyBlocklist) else None
     if not isinstance(base, BaseFile) or _quoted(str(store.boot_part("x"))) is None:
         return render_table(fw, blocklist), [], None
@@ -74,8 +74,10 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
     changes.extend(added)
     checked = []
     names = [base_name]
+    # the difference is not checked again: it holds only values the kernel accepted in the
+    # commits that made it (and it grows to a tenth of the list before the next base)
     for kind, text, new in (("nets", "".join(nets), nets[1:]),
-                            ("delta", "".join(changes), added)):
+                            ("delta", "".join(changes), [])):
         name = f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.nft"
         if not store.boot_part(name).is_file():  # new content: checked before it is named
             checked.extend(new)
