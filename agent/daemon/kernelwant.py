@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.config import Config
 from agent.daemon import nftmonitor
+from agent.daemon.compact import BlobSet
 from agent.errors import AgentError
 from agent.isolation import IsolationState
+from agent.ledger import LazyBlocklist
 from agent.merge import Blocklist
 from agent.render.common import BLOCK_SETS, mgmt_elements
 from agent.render.nft_blocklist import render_table
@@ -34,6 +36,8 @@ from agent.state import StateStore
 BIG_SETS = tuple(name for name, _, _, _ in BLOCK_SETS)
 SMALL_SETS = ("iso_wan", "peer_v4", "peer_v6", "iso_allow_v4", "iso_allow_v6", "mgmt_v4",
               "mgmt_v6")
+Big = BlobSet | frozenset[str]  # a big set as the watcher keeps it
+MANY = 64  # big-set events compared at once against a set built for them
 KEEP_ADDED = frozenset({"iso_wan"})  # a foreign cut is kept (break-glass), see above
 GRACE = 3  # seconds: an element this close to its timeout is let go, not re-added
 _TIMEOUT = re.compile(r" timeout (\d+)s")
@@ -56,7 +60,7 @@ class Desired:
         self._key: tuple[int, int, int] | None = None
         self._blocklist = Blocklist()
         self._generation = 0
-        self._big: dict[str, frozenset[str]] = {}
+        self._big: dict[str, Big] = {}
 
     def blocklist(self) -> Blocklist:
         path = Path(self.store.root) / "applied.json"
@@ -67,9 +71,10 @@ class Desired:
             key = None
         if key != self._key:
             applied = self.store.load_applied()
-            self._blocklist = applied[0] if applied else Blocklist()
+            blocklist = applied[0] if applied else Blocklist()
             self._generation = int(applied[1].get("generation", 0)) if applied else 0
-            self._big = {name: getattr(self._blocklist, name) for name in BIG_SETS}
+            self._big = {name: _compact(name, blocklist) for name in BIG_SETS}
+            self._blocklist = blocklist
             self._key = key
         return self._blocklist
 
@@ -81,7 +86,7 @@ class Desired:
         return bool(nft_record) and not nft_record.get("pending") and \
             nft_record.get("generation", 0) == self._generation
 
-    def big(self) -> dict[str, frozenset[str]]:
+    def big(self) -> dict[str, Big]:
         """The blocklist's sets by nftables set name (read again if applied.json changed)."""
         self.blocklist()
         return self._big
@@ -123,7 +128,9 @@ def compare_events(net: Mapping[tuple[str, str], str], desired: Desired, small: 
                    big_known: bool) -> dict[str, Fix]:
     """The repairs the folded events call for (the big sets only when `big_known`)."""
     fixes: dict[str, Fix] = {}
-    big = desired.big()
+    big: Mapping[str, Container[str]] = desired.big()
+    if big_known and sum(1 for set_name, _ in net if set_name in BIG_SETS) > MANY:
+        big = {name: v.frozen() if isinstance(v, BlobSet) else v for name, v in big.items()}
     for (set_name, value), op in net.items():
         if set_name in BIG_SETS:
             if not big_known:
@@ -193,7 +200,19 @@ def expected_objects(config: Config) -> list[str]:
             re.finditer(r"^\t(chain|set) (\S+) \{", text, re.M)]
 
 
-def sample_missing(present: Callable[[str, str], bool | None], blocklist: Blocklist,
+def _compact(name: str, blocklist: Blocklist) -> Big:
+    """A big set as the watcher keeps it: the record's base text and difference (see
+    agent.daemon.compact); a blocklist that is not a record's is kept as it is."""
+    if not isinstance(blocklist, LazyBlocklist):
+        values: frozenset[str] = getattr(blocklist, name)
+        return values
+    blob = blocklist.base_loader()().get(name, "")
+    delta = blocklist.delta
+    return BlobSet(blob, delta.added.get(name, frozenset()),
+                   delta.removed.get(name, frozenset()), blocklist.counts()[name])
+
+
+def sample_missing(present: Callable[[str, str], bool | None], big: Mapping[str, Big],
                    sets: set[str] | None, count: int) -> str:
     """After lost events: are `count` wanted elements of each big set in the kernel (of those
     in `sets`, the sets the events were about; None: all)? A flushed set fails every probe; a
@@ -202,8 +221,9 @@ def sample_missing(present: Callable[[str, str], bool | None], blocklist: Blockl
     for set_name in BIG_SETS:
         if sets is not None and set_name not in sets:
             continue
-        values = tuple(getattr(blocklist, set_name))
-        picked = random.sample(values, min(count, len(values)))
+        values = big[set_name]
+        picked = (values.sample(count) if isinstance(values, BlobSet)
+                  else random.sample(sorted(values), min(count, len(values))))
         gone = [v for v in picked if present(set_name, v) is False]
         if gone:
             missing.append(f"{set_name}: {len(gone)} of {len(picked)} probed, " + sample(gone))

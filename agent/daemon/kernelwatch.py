@@ -236,7 +236,7 @@ class KernelWatcher:
         return True
 
     def _sample_missing(self, sets: set[str] | None) -> str:
-        return want.sample_missing(self.view.present, self.desired.blocklist(), sets, SAMPLE)
+        return want.sample_missing(self.view.present, self.desired.big(), sets, SAMPLE)
 
     # -- the poll -------------------------------------------------------------------------
     def poll(self) -> None:
