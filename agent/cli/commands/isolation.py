@@ -16,7 +16,6 @@ import os
 import sys
 from typing import Any
 
-from agent import lifelines
 from agent.backends import killswitch
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation
@@ -149,7 +148,8 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
     scope = f"peer(s) {', '.join(peers)}" if peers else "the whole gateway from the internet"
     if args.dry_run:
         resolution = lookup.settle(resolve.stored(start.store))
-        state = _next_state(start, args, peers, who, resolution.allow(_addrs(config, start.store)))
+        state = _next_state(start, args, peers, who,
+                            resolve.essentials(config, start.store, resolution))
         doc = plan_doc(config, state, check, kind, peers, clock.wall)
         out.emit(doc, lambda: plan_text(doc))
         return EXIT_OK if check is None or check.ok or args.force else EXIT_FAIL
@@ -158,13 +158,13 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
         return EXIT_FAIL
     stored = resolve.stored(start.store)
     first = lookup.settle(stored, 0.0)  # what answered already: the cut waits for nothing
-    state = _next_state(start, args, peers, who, first.allow(_addrs(config, start.store)))
+    state = _next_state(start, args, peers, who, resolve.essentials(config, start.store, first))
     start.note_lifts()
     _commit(start, state)
     resolution = lookup.settle(stored)  # the rest of the deadline, after the cut
     resolve.keep(start.store, config, resolution, clock.wall)
     if resolution != first:  # what answered after the cut is opened (and recorded) now
-        state = model.with_allow(state, resolution.allow(_addrs(config, start.store)))
+        state = model.with_allow(state, resolve.essentials(config, start.store, resolution))
         _commit(start, state)
     event: dict[str, Any] = {
         "event": "isolate", "by": who, "reason": args.reason, "deadline": state.deadline,
@@ -198,14 +198,6 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
                  f"{config.firewall.table} iso_wan`")
         return EXIT_FAIL
     return EXIT_OK
-
-
-def _addrs(config: Config, store: StateStore) -> list[str]:
-    """The addresses kept open: isolation.allow's, and the gateway's lifelines (feed servers,
-    resolvers, NTP, the DNS primary) as last resolved, so that the publisher's correction and a
-    right clock still reach the gateway."""
-    life = lifelines.kept(config, store).addresses()
-    return list(dict.fromkeys([*model.allow_targets(config)[0], *life]))
 
 
 def _next_state(start: Start, args: argparse.Namespace, peers: list[str], who: str,
