@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -56,6 +56,19 @@ log = logging.getLogger(__name__)
 def config_hash(fw: FirewallConfig) -> str:
     """Everything of the table that is not elements: a settings change means a full reload."""
     return hashlib.sha256(render_table(fw, Blocklist()).encode()).hexdigest()
+
+
+class NotPersisted(StateError):
+    """The kernel holds the change, but records were not written (a full disk): `failed` names
+    each, as "file (why)", for the caller to report (isolate goes on to its audit trail)."""
+
+    def __init__(self, failed: Sequence[str], where: str) -> None:
+        super().__init__(
+            "the kernel holds the change, but these files were NOT written: " + "; ".join(failed),
+            where=where, reason="state-write",
+            hint="free space or fix the state directory (df -h, dmesg), then run the command "
+            "again: until then a reboot loads the previous boot files")
+        self.failed = tuple(failed)
 
 
 def _include(path: str) -> str | None:
@@ -128,11 +141,7 @@ class TableWriter:
         elif generation is not None or self.store.has_nft_record():
             _attempt(failed, "nftables.json", lambda: self.store.save_nft_record(rec))
         if failed:
-            raise StateError(
-                "the kernel holds the change, but these files were NOT written: "
-                + "; ".join(failed), where=str(self.store.root), reason="state-write",
-                hint="free space or fix the state directory (df -h, dmesg), then run the command "
-                "again: until then a reboot loads the previous boot files")
+            raise NotPersisted(failed, str(self.store.root))
 
     def _write_boot_files(self, isolation: IsolationState, now: int,
                           blocklist: Blocklist | None, failed: list[str]) -> dict[str, str]:

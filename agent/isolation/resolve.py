@@ -7,6 +7,11 @@ isolate (`allow-names.json`). Refreshing them runs in threads under one hard tot
 (`DEADLINE`, whatever the number of names or the resolver's timeouts): a name that does not
 answer in time keeps its stored addresses, and is reported. `isolate` cuts first with what it
 has and adds what answered afterwards; rendering, the boot files and `status` never resolve.
+
+`essentials` is the one definition of what an isolation keeps open (the allowlist, its names,
+and the gateway's lifelines as last resolved): `isolate` and every other rendering of the
+isolation, and `status`'s comparison with the kernel, use it, so that a reload or a repair
+carries exactly what `isolate` opened.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from agent import lifelines
 from agent.config import Config
 from agent.isolation.model import Allow, allow_list, allow_targets
 from agent.state import StateStore
@@ -130,10 +136,29 @@ def keep(store: StateStore, config: Config, resolution: Resolution, now: int) ->
     store.save_allow_names(data)
 
 
-def essentials(config: Config, store: StateStore) -> Allow:
-    """The configured essentials with the stored addresses of their names, asking no resolver:
-    what break-glass.nft and every rendering of the isolation keep open."""
-    addrs, names = allow_targets(config)
+def kept_open(config: Config, store: StateStore) -> list[str]:
+    """The addresses and prefixes kept open whatever the names answer: those of
+    `isolation.allow` (and of feed URLs with `allow_feeds`), then the gateway's lifelines (feed
+    servers and mirrors, its resolvers and NTP servers, the dnsupdate primary, dns.resolver)
+    as last resolved (agent.lifelines.kept: nothing asked of a resolver), so that the
+    publisher's correction and a right clock still reach the gateway during a cut."""
+    addrs = allow_targets(config)[0]
+    return list(dict.fromkeys([*addrs, *lifelines.kept(config, store).addresses()]))
+
+
+def essentials(config: Config, store: StateStore, resolution: Resolution | None = None
+               ) -> Allow:
+    """The essential services an isolation keeps open: the one definition that `isolate`, a
+    full reload, a repair (the kernel watcher's too), break-glass.nft, the boot files and
+    `status`'s comparison with the kernel all use (through agent.isolation.intent).
+
+    `kept_open`, then the addresses of the allowlist's names: those `resolution` found
+    (`isolate`, which has just asked), else those stored (`allow-names.json`), asking no
+    resolver."""
+    addrs = kept_open(config, store)
+    if resolution is not None:
+        return resolution.allow(addrs)
+    _, names = allow_targets(config)
     known = _entries(store)
     return allow_list(addrs, {n: known[n][0] for n in names if known.get(n, ([], True))[0]},
                       [n for n in names if known.get(n, ([], True))[1]])

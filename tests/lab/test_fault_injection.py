@@ -6,7 +6,8 @@ daemon, and the faults a gateway meets in months unattended.
 - each state file of the kernel side damaged three ways: healthy within two syncs, isolate and
   restore work whatever isolation.json holds; a truncated boot file is written again;
 - a full state directory (a small tmpfs): the sync says what was and was not applied, `status`
-  fails, `isolate` still cuts and says what did not persist;
+  fails, `isolate` and `restore` still change the kernel, always send their journal line, try
+  their history line and say which files did not persist;
 - an immutable zone file (DNS fails after nftables applied): an `allow` still opens the address;
 - a SIGSTOPped Unbound: the daemon's sync ends with an error within 90 s and the watchdog is fed.
 """
@@ -223,11 +224,20 @@ def _fill(path: Path) -> None:
         os.close(fd)
 
 
+def _isolation_line(err: str, action: str) -> list[str]:
+    """The journal's line of an isolate or restore: without a journal socket (the lab), a log
+    line on stderr, shown with -v."""
+    return [line for line in err.splitlines() if f"ACTION={action}" in line]
+
+
 def test_a_full_state_disk_is_reported_and_isolate_still_cuts(gw: Gateway) -> None:
     gw.state.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(gw.state)], check=True)
     try:
         gw.cli("sync")
+        # history.jsonl on its own page would take a line in spite of the full disk: gone, its
+        # next line needs a new page, which the full disk refuses
+        (gw.state / "history.jsonl").unlink(missing_ok=True)
         _fill(gw.state / "filler")
         site = gw.lab.addr["site"]
         gw.deny(site)
@@ -241,13 +251,47 @@ def test_a_full_state_disk_is_reported_and_isolate_still_cuts(gw: Gateway) -> No
         code, status = gw.status()
         assert code == 1 and status["state_dir"]["problem"], status["state_dir"]
         assert "CANNOT BE WRITTEN" in gw.cli("status", check=False).stdout
-        # the kill switch cuts on a full disk, and says what did not persist
-        iso = gw.cli("isolate", "--reason", "full-disk drill", "--yes", check=False)
+        # the kill switch cuts on a full disk, and says what did not persist (the disk filled
+        # again first: what the failed sync freed when it replaced files is taken back)
+        _fill(gw.state / "filler")
+        iso = gw.cli("isolate", "--reason", "full-disk drill", "--yes", "-v", check=False)
         assert iso.returncode == 1
         assert "NOT written" in iso.stderr and "isolation.nft" in iso.stderr, iso.stderr
         assert '"wan0"' in gw.lab.run("gw", "nft", "list", "set", "inet", TABLE, "iso_wan").stdout
+        assert "ISOLATED since" in iso.stdout and "cut: all traffic through wan0" in iso.stdout
+        # the audit: the journal's line always, the history's line tried and said missing
+        journal = _isolation_line(iso.stderr, "isolate")
+        assert len(journal) == 1 and "full-disk drill" in journal[0], iso.stderr
+        assert "NOT_PERSISTED=" in journal[0] and "history.jsonl" in journal[0], journal
+        assert "history.jsonl (No space left on device)" in iso.stderr, iso.stderr
+        assert not (gw.state / "history.jsonl").read_text(), "a line was written after all?"
+        # the same in --json, for scripts: what the kernel holds, and which files did not persist
+        _fill(gw.state / "filler")
+        iso = gw.cli("isolate", "--reason", "full-disk drill", "--yes", "--json", "-v",
+                     check=False)
+        assert iso.returncode == 1
+        doc = json.loads(iso.stdout)
+        assert doc["active"] and doc["cut"] == ["wan0"], doc
+        persisted = {entry.partition(" (")[0] for entry in doc["not_persisted"]}
+        assert {"history.jsonl", "isolation.json", "isolation.nft"} <= persisted, doc
+        assert len(_isolation_line(iso.stderr, "isolate")) == 1, iso.stderr
+        # restore on a full disk: the same account
+        _fill(gw.state / "filler")
+        rest = gw.cli("restore", "--reason", "full-disk drill", "-v", check=False)
+        assert rest.returncode == 1 and "history.jsonl (No space left" in rest.stderr, rest.stderr
+        assert len(_isolation_line(rest.stderr, "restore")) == 1, rest.stderr
+        assert '"wan0"' not in gw.lab.run("gw", "nft", "list", "set", "inet", TABLE,
+                                          "iso_wan").stdout
         (gw.state / "filler").unlink()
-        gw.cli("isolate", "--reason", "full-disk drill", "--yes")  # now it persists
+        iso = gw.cli("isolate", "--reason", "full-disk drill", "--yes", "--json", "-v")
+        assert json.loads(iso.stdout)["not_persisted"] == []  # now it persists
+        assert len(_isolation_line(iso.stderr, "isolate")) == 1, iso.stderr
+        assert "WARNING: the kernel holds" not in iso.stderr, iso.stderr
+        assert "NOT_PERSISTED" not in iso.stderr, iso.stderr
+        history = [json.loads(line) for line in
+                   (gw.state / "history.jsonl").read_text().splitlines()]
+        assert [h["event"] for h in history] == ["isolate"], history
+        assert history[0]["reason"] == "full-disk drill"
         gw.cli("restore", "--reason", "end of drill")
         gw.cli("sync")
         assert gw.status()[0] == 0

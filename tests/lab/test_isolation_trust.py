@@ -12,6 +12,7 @@ isolate are said. Tests run in order on one lab and one state directory.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import pty
@@ -22,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,27 @@ class Gateway:
                 else:
                     out[elem] = None
         return out
+
+    def allows(self, address: str) -> bool:
+        """Does the kernel's iso_allow set keep `address` open?"""
+        family = "v6" if ":" in address else "v4"
+        proc = self.lab.run("gw", "nft", "-j", "list", "set", "inet", TABLE,
+                            f"iso_allow_{family}", check=False)
+        if proc.returncode:
+            return False
+        wanted = ipaddress.ip_address(address)
+        for item in json.loads(proc.stdout)["nftables"]:
+            for elem in item.get("set", {}).get("elem", []):
+                if isinstance(elem, str) and ipaddress.ip_address(elem) == wanted:
+                    return True
+                if isinstance(elem, dict) and "prefix" in elem and wanted in ipaddress.ip_network(
+                        f"{elem['prefix']['addr']}/{elem['prefix']['len']}"):
+                    return True
+                if isinstance(elem, dict) and "range" in elem:
+                    low, high = (ipaddress.ip_address(a) for a in elem["range"])
+                    if int(low) <= int(wanted) <= int(high) and low.version == wanted.version:
+                        return True
+        return False
 
     def history(self) -> list[dict[str, Any]]:
         path = self.root / "state" / "history.jsonl"
@@ -385,20 +407,42 @@ def test_a_backward_jump_does_not_bring_back_a_lifted_isolation(gw: Gateway) -> 
     assert sum(1 for h in gw.history()[-3:] if h.get("by") == "deadline") == 1
 
 
+def _daemon_until(gw: Gateway, done: Callable[[], bool], timeout: float = 20.0) -> float:
+    """Run the daemon until `done()` holds (at most `timeout` s), stop it; the seconds it took.
+
+    Not a fixed sleep: the daemon's first sync resolves the lifelines and the allowlist's names
+    before anything else, and the gateway's resolver (dead, but a lifeline that isolation keeps
+    open) makes that wait its whole deadlines (lifelines.DEADLINE + resolve.DEADLINE)."""
+    daemon = gw.lab.spawn("gw", *gw.argv("run"), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    try:
+        while not done() and time.monotonic() - start < timeout:
+            time.sleep(0.1)
+        return time.monotonic() - start
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, err
+
+
 def test_after_a_reboot_the_time_left_applies(gw: Gateway) -> None:
     lab = gw.lab
     state = gw.root / "state"
     gw.cli("isolate", "--for", "2h", "--reason", "reboot drill", "--yes")
+    resolver = lab.addr["dns"]  # the gateway's resolver (its resolv.conf): a lifeline
+    assert gw.allows(resolver)
     # as if 100 minutes had passed: the kernel's element timeout says 20 minutes are left
     lab.nft("gw", f"flush set inet {TABLE} iso_wan\n"
                   f'add element inet {TABLE} iso_wan {{ "wan0" timeout 1200s }}\n')
-    daemon = lab.spawn("gw", *gw.argv("run"), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    time.sleep(3)
-    daemon.terminate()
-    daemon.wait(timeout=30)
-    boot_file = re.search(r'"wan0" timeout (\d+)s', (state / "isolation.nft").read_text())
-    assert boot_file is not None and 1100 < int(boot_file[1]) <= 1200, boot_file
+
+    def boot_file_left() -> int | None:
+        found = re.search(r'"wan0" timeout (\d+)s', (state / "isolation.nft").read_text())
+        return int(found[1]) if found else None
+
+    _daemon_until(gw, lambda: (boot_file_left() or 7200) <= 1200)
+    left_in_file = boot_file_left()
+    assert left_in_file is not None and 1100 < left_in_file <= 1200, left_in_file
     # the reboot: the kernel forgets everything; the boot unit loads enforced.nft, which
     # includes isolation.nft
     assert (state / "enforced.nft").read_text().rstrip().endswith(
@@ -408,19 +452,74 @@ def test_after_a_reboot_the_time_left_applies(gw: Gateway) -> None:
     left = gw.iso_wan()["wan0"]
     print(f"\nafter the reboot: {left} s left of a 2 h isolation with 20 min to go")
     assert left is not None and 1100 < left <= 1200
+    assert gw.allows(resolver), "the boot files close a lifeline that isolate kept open"
     # a record of another boot is re-based on this boot's clock from the kernel's time left
     record = json.loads((state / "isolation.json").read_text())
     record["boot_id"] = "an-earlier-boot"
     (state / "isolation.json").write_text(json.dumps(record))
-    daemon = lab.spawn("gw", *gw.argv("run"), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    time.sleep(3)
-    daemon.terminate()
-    daemon.wait(timeout=30)
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    took = _daemon_until(gw, lambda: json.loads(
+        (state / "isolation.json").read_text())["boot_id"] == boot_id)
+    print(f"the daemon re-based the record after {took:.1f} s")
     record = json.loads((state / "isolation.json").read_text())
-    assert record["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert record["boot_id"] == boot_id
     assert record["active"] and 1100 < record["left"] <= 1200
+    assert gw.allows(resolver)
     gw.cli("restore", "--reason", "reboot drill over")
+
+
+def test_reloads_and_repairs_during_isolation_keep_the_lifelines(gw: Gateway) -> None:
+    """isolate, a sync's full reload, break-glass.nft, the kernel watcher's repairs and
+    `status` share one definition of the essentials: the gateway's own resolver (a lifeline,
+    from its resolv.conf) stays open through each, and status sees no drift."""
+    lab = gw.lab
+    resolver = lab.addr["dns"]
+    assert resolver not in CONFIG  # open as a lifeline only, not through isolation.allow
+
+    def agreed(when: str) -> None:
+        doc = json.loads(gw.cli("status", "--json", check=False).stdout)
+        assert doc["isolation"]["active"], when
+        assert doc["kernel_disagrees"] == [], f"{when}: {doc['kernel_disagrees']}"
+        assert doc["isolation"]["disagreement"] is None, when
+        assert gw.allows(resolver), f"{when}: the lifeline {resolver} is closed"
+        assert gw.can("gw", "dns") and not gw.can("gw", "site"), when  # the gateway itself
+        assert not gw.can("lan1", "site"), when
+
+    gw.cli("isolate", "--reason", "lifeline drill", "--yes")
+    agreed("after isolate")
+    lab.run("gw", "nft", "delete", "table", "inet", TABLE)
+    report = json.loads(gw.cli("sync", "--json").stdout)
+    assert any("full reload" in n for n in report["applied_notes"]), report
+    agreed("after a sync's full reload")
+    assert resolver in (gw.root / "state" / "break-glass.nft").read_text()
+    report = json.loads(gw.cli("sync", "--json").stdout)  # nothing to re-apply: no drift
+    assert not any("isolation re-applied" in n for n in report["applied_notes"]), report
+    daemon = lab.spawn("gw", *gw.argv("run"), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    try:
+        def watching() -> bool:
+            return "nft monitor" in lab.run("gw", "ps", "-o", "args=", "--ppid",
+                                            str(daemon.pid), check=False).stdout
+        started = time.monotonic()
+        while not watching():
+            assert time.monotonic() - started < 30, "the daemon's kernel watcher never started"
+            time.sleep(0.1)
+        time.sleep(0.5)  # the monitor is listening
+        for what, damage in (("the allow set flushed", f"flush set inet {TABLE} iso_allow_v4\n"),
+                             ("nft flush ruleset", "flush ruleset\n")):
+            lab.nft("gw", damage)
+            started = time.monotonic()
+            while not (gw.iso_wan() == {"wan0": None} and gw.allows(resolver)):
+                assert time.monotonic() - started < 10, f"{what}: not repaired"
+                time.sleep(0.1)
+            time.sleep(1.0)  # the repair's own events folded: nothing more comes
+            agreed(f"after the watcher repaired {what}")
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert "isolation re-applied" not in err, err
+    gw.cli("restore", "--reason", "lifeline drill over")
 
 
 def test_break_glass_without_a_prior_isolate_keeps_the_essential_services(

@@ -7,14 +7,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.config import Config, FirewallConfig, IsolationConfig
-from agent.isolation import intent, model, preflight, resolve
+from agent.config import Config, FirewallConfig, GuardConfig, IsolationConfig
+from agent.hostinfo import Server
+from agent.isolation import intent, model, preflight, record, resolve
 from agent.isolation.clock import Clock
 from agent.isolation.model import BREAK_GLASS, IsolationState, judge, rebase
 from agent.isolation.status import describe, isolation_text
@@ -152,15 +153,33 @@ def test_resolution_has_a_hard_total_deadline(monkeypatch: pytest.MonkeyPatch) -
     assert "dead3.example" in result.unresolved and len(result.unresolved) == 20
 
 
-def test_stored_addresses_feed_the_essentials(tmp_path: Path) -> None:
+# the gateway's own servers, as its configuration files would name them: never the host's
+SYSTEM = [Server("192.0.2.53", "resolver in /etc/resolv.conf"),
+          Server("127.0.0.53", "resolver in /etc/resolv.conf"),  # loopback: never cut anyway
+          Server("ntp.example", "NTP server in /etc/systemd/timesyncd.conf")]
+
+
+@pytest.fixture
+def gateway_servers(monkeypatch: pytest.MonkeyPatch) -> list[Server]:
+    """The system's resolvers and NTP servers are SYSTEM, whatever the host running the tests
+    has in /etc/resolv.conf."""
+    monkeypatch.setattr("agent.lifelines.system_servers", lambda *a: list(SYSTEM))
+    return SYSTEM
+
+
+def test_stored_addresses_feed_the_essentials(tmp_path: Path,
+                                              gateway_servers: list[Server]) -> None:
     cfg = Config(state_dir=str(tmp_path), isolation=IsolationConfig(
         allow=("203.0.113.20", "pacs.example", "ris.example")))
     store = StateStore(tmp_path)
+    store.save_lifelines({"names": {"ntp.example": {"198.51.100.123": T0}}, "updated": T0})
     answered = resolve.Resolution({"pacs.example": ["203.0.113.23"]}, ("pacs.example",),
                                   ("ris.example",))
     resolve.keep(store, cfg, answered, T0)
     allow = resolve.essentials(cfg, store)
-    assert allow.addresses == ("203.0.113.20", "203.0.113.23")
+    # isolation.allow's address, the lifelines (the resolver, the NTP server as last
+    # resolved; not the loopback one), then what the allowlist's names resolved to
+    assert allow.addresses == ("203.0.113.20", "192.0.2.53", "198.51.100.123", "203.0.113.23")
     assert allow.unresolved == ("ris.example",)
     failed = resolve.Resolution({"pacs.example": ["203.0.113.23"]}, (), ("pacs.example",
                                                                          "ris.example"))
@@ -169,7 +188,40 @@ def test_stored_addresses_feed_the_essentials(tmp_path: Path) -> None:
     assert later.resolved == {"pacs.example": ["203.0.113.23"]}  # kept through the failure
     assert set(later.unresolved) == {"pacs.example", "ris.example"}
     state = intent.desired(cfg, store, clock=clock())
-    assert "203.0.113.23" in state.allow
+    assert state.allow == later.addresses
+
+
+def test_isolate_and_every_rendering_keep_the_same_essentials(
+        tmp_path: Path, gateway_servers: list[Server]) -> None:
+    """One definition: what `isolate` opens (essentials with what it just resolved) is what
+    a reload, a repair and break-glass.nft carry (the intent) and what `status` compares the
+    kernel with; so a reload during an isolation keeps the lifelines and no drift is said."""
+    cfg = Config(state_dir=str(tmp_path), firewall=FirewallConfig(
+        wan_interfaces=("wan0",), management=("10.10.99.0/24",)),
+        isolation=IsolationConfig(allow=("203.0.113.20", "pacs.example")))
+    store = StateStore(tmp_path)
+    store.save_lifelines({"names": {"ntp.example": {"198.51.100.123": T0}}, "updated": T0})
+    now = resolve.Resolution({"pacs.example": ["203.0.113.23"]}, ("pacs.example",), ())
+    opened = resolve.essentials(cfg, store, now)  # isolate, after its lookup
+    resolve.keep(store, cfg, now, T0)
+    assert "192.0.2.53" in opened.addresses and "198.51.100.123" in opened.addresses
+    assert resolve.essentials(cfg, store) == opened  # a reload, a repair, status
+    isolated = model.isolate(IsolationState(), opened, clock=clock(), by="alice",
+                             reason="drill", duration=None)
+    record.save(store, isolated)
+    desired = intent.desired(cfg, store, clock=clock())
+    assert desired.allow == opened.addresses
+    kernel = Kernel(wan={"wan0": None}, allow=opened.addresses)
+    assert intent.drift(cfg, desired, kernel) is None
+    closed = Kernel(wan={"wan0": None}, allow=tuple(a for a in opened.addresses
+                                                    if a != "198.51.100.123"))
+    assert "essential services" in (intent.drift(cfg, desired, closed) or "")
+    glass = render_break_glass(cfg.firewall, desired, T0)
+    assert "192.0.2.53" in glass and "198.51.100.123" in glass
+    # a lifeline listed in guards.lifeline_except is cut like any host, everywhere alike
+    excepted = replace(cfg, guards=GuardConfig(lifeline_except=("ntp.example",)))
+    assert "198.51.100.123" not in resolve.essentials(excepted, store).addresses
+    assert "198.51.100.123" not in intent.desired(excepted, store, clock=clock()).allow
 
 
 # --- preflight ------------------------------------------------------------------------------

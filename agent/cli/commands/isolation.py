@@ -6,6 +6,10 @@ answers within the deadline is added right after. Before the cut it checks that 
 interfaces exist and carry the default routes (else it refuses, unless --force); after it, it
 reads the kernel back and reports what is really cut. Then the record, the audit trail (journal
 with fields and history.jsonl), `enforced.nft` and `break-glass.nft`.
+
+A full state disk stops none of it: each file is attempted, the journal line is always sent
+(with NOT_PERSISTED= naming what failed), and the output (`not_persisted` in --json, a warning
+on stderr, exit 1) says which files did not persist.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent import lifelines
 from agent.backends import killswitch
 from agent.backends.nft_exec import Nft
 from agent.backends.nft_view import KernelIsolation
+from agent.backends.nft_writer import NotPersisted
 from agent.cli.common import EXIT_FAIL, EXIT_OK, Output, load_config, operator
 from agent.config import Config
 from agent.daemon.notify import Journal
-from agent.errors import AgentError, UsageError
+from agent.errors import AgentError, StateError, UsageError
 from agent.isolation import intent, model, preflight, record, resolve
 from agent.isolation.clock import Clock, read_clock
 from agent.isolation.model import IsolationState, Verdict
@@ -91,8 +96,56 @@ class Start:
         return describe(self.config, verdict, self.clock.wall, kernel), kernel
 
 
-def _commit(start: Start, state: IsolationState) -> None:
-    killswitch.enforce(start.config, start.store, state, start.clock.wall, start.nft)
+class Unsaved:
+    """The files a command could not write once the kernel had changed (a full disk). The kill
+    switch goes on regardless: each write is attempted, each failure kept here ("file (why)")
+    for the journal line and the command's output, which say what did not persist."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+
+    def _note(self, failed: Iterable[str]) -> None:
+        self.files += [f for f in failed if f not in self.files]
+
+    def commit(self, start: Start, state: IsolationState) -> None:
+        """The kernel change through the one writer; records it could not write are noted
+        (the change stands), any other failure (nft refused it) is raised."""
+        try:
+            killswitch.enforce(start.config, start.store, state, start.clock.wall, start.nft)
+        except NotPersisted as exc:
+            self._note(exc.failed)
+
+    def attempt(self, name: str, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except OSError as exc:
+            self._note([f"{name} ({exc.strerror or exc})"])
+        except StateError as exc:
+            self._note([f"{name} ({exc.what.splitlines()[0]})"])
+        else:
+            return
+        log.error("could not write %s: %s", name, self.files[-1])
+
+    def names(self) -> str:
+        return ", ".join(dict.fromkeys(f.partition(" (")[0] for f in self.files))
+
+    def report(self, doc: dict[str, Any], out: Output) -> bool:
+        """`not_persisted` in the document; a warning when it is not empty (True)."""
+        doc["not_persisted"] = list(self.files)
+        if not self.files:
+            return False
+        names = set(self.names().split(", "))
+        until = [what for files, what in (
+            ({"isolation.nft", "enforced.nft", "break-glass.nft"},
+             "a reboot loads the previous boot files"),
+            ({"isolation.json"}, "the record (who, why, until when) is the previous one"),
+            ({"history.jsonl"}, "history.jsonl lacks this event (the journal has it)"))
+            if files & names]
+        out.warn("WARNING: the kernel holds the change, but these files were NOT written: "
+                 + "; ".join(self.files) + (". Until they are, " + "; ".join(until)
+                                            if until else "")
+                 + ". Free space (df -h) and run the command again")
+        return True
 
 
 def _preflight(start: Start, args: argparse.Namespace, out: Output,
@@ -149,7 +202,8 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
     scope = f"peer(s) {', '.join(peers)}" if peers else "the whole gateway from the internet"
     if args.dry_run:
         resolution = lookup.settle(resolve.stored(start.store))
-        state = _next_state(start, args, peers, who, resolution.allow(_addrs(config, start.store)))
+        state = _next_state(start, args, peers, who,
+                            resolve.essentials(config, start.store, resolution))
         doc = plan_doc(config, state, check, kind, peers, clock.wall)
         out.emit(doc, lambda: plan_text(doc))
         return EXIT_OK if check is None or check.ok or args.force else EXIT_FAIL
@@ -158,30 +212,38 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
         return EXIT_FAIL
     stored = resolve.stored(start.store)
     first = lookup.settle(stored, 0.0)  # what answered already: the cut waits for nothing
-    state = _next_state(start, args, peers, who, first.allow(_addrs(config, start.store)))
-    start.note_lifts()
-    _commit(start, state)
-    resolution = lookup.settle(stored)  # the rest of the deadline, after the cut
-    resolve.keep(start.store, config, resolution, clock.wall)
-    if resolution != first:  # what answered after the cut is opened (and recorded) now
-        state = model.with_allow(state, resolution.allow(_addrs(config, start.store)))
-        _commit(start, state)
-    event: dict[str, Any] = {
-        "event": "isolate", "by": who, "reason": args.reason, "deadline": state.deadline,
-        "peers": peers or None, "allow": list(state.allow), "mode": kind,
-        "unresolved": list(state.unresolved) or None,
-        "forced": check.problems() if check is not None and not check.ok else None}
-    if kind is not None and not peers:
-        event["previous"] = {k: getattr(previous, k) for k in ("since", "by", "reason",
-                                                                "deadline")}
-    start.store.append_history(event)
-    journal().event(logging.WARNING, f"isolation: {scope} cut by {who}: {args.reason}"
-                    + (f" ({kind} the isolation by {previous.by})" if kind else ""),
-                    action="isolate", by=who, reason=args.reason, peer=",".join(peers) or None,
-                    deadline=human_utc(state.deadline) if state.deadline else None)
+    state = _next_state(start, args, peers, who, resolve.essentials(config, start.store, first))
+    unsaved = Unsaved()  # a full disk stops neither the cut nor its audit
+    unsaved.attempt("history.jsonl", start.note_lifts)
+    unsaved.commit(start, state)
+    try:
+        resolution = lookup.settle(stored)  # the rest of the deadline, after the cut
+        resolve.keep(start.store, config, resolution, clock.wall)
+        if resolution != first:  # what answered after the cut is opened (and recorded) now
+            wider = model.with_allow(state, resolve.essentials(config, start.store, resolution))
+            unsaved.commit(start, wider)
+            state = wider
+    finally:  # the kernel cuts: the audit trail is written whatever happens next
+        event: dict[str, Any] = {
+            "event": "isolate", "by": who, "reason": args.reason, "deadline": state.deadline,
+            "peers": peers or None, "allow": list(state.allow), "mode": kind,
+            "unresolved": list(state.unresolved) or None,
+            "forced": check.problems() if check is not None and not check.ok else None}
+        if kind is not None and not peers:
+            event["previous"] = {k: getattr(previous, k) for k in ("since", "by", "reason",
+                                                                    "deadline")}
+        unsaved.attempt("history.jsonl", lambda: start.store.append_history(event))
+        journal().event(logging.WARNING, f"isolation: {scope} cut by {who}: {args.reason}"
+                        + (f" ({kind} the isolation by {previous.by})" if kind else "")
+                        + (f" (NOT persisted: {unsaved.names()})" if unsaved.files else ""),
+                        action="isolate", by=who, reason=args.reason,
+                        peer=",".join(peers) or None,
+                        deadline=human_utc(state.deadline) if state.deadline else None,
+                        not_persisted=unsaved.names() or None)
     doc, kernel = start.read_back(state)
     if kind is not None:
         doc["change"] = kind
+    unpersisted = unsaved.report(doc, out)
     out.emit(doc, lambda: (f"{kind} the running isolation\n" if kind else "")
              + isolation_text(doc))
     ghosts = [w for w in doc["cut"] if check is not None and w in check.missing]
@@ -197,15 +259,7 @@ def cmd_isolate(args: argparse.Namespace, out: Output) -> int:
         out.warn(f"isolation NOT verified: {what}; check `nft list set inet "
                  f"{config.firewall.table} iso_wan`")
         return EXIT_FAIL
-    return EXIT_OK
-
-
-def _addrs(config: Config, store: StateStore) -> list[str]:
-    """The addresses kept open: isolation.allow's, and the gateway's lifelines (feed servers,
-    resolvers, NTP, the DNS primary) as last resolved, so that the publisher's correction and a
-    right clock still reach the gateway."""
-    life = lifelines.kept(config, store).addresses()
-    return list(dict.fromkeys([*model.allow_targets(config)[0], *life]))
+    return EXIT_FAIL if unpersisted else EXIT_OK
 
 
 def _next_state(start: Start, args: argparse.Namespace, peers: list[str], who: str,
@@ -236,19 +290,23 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     else:
         state = model.restore(previous)
         scope = "internet access"
-    start.note_lifts()
-    _commit(start, state)
+    unsaved = Unsaved()
+    unsaved.attempt("history.jsonl", start.note_lifts)
+    unsaved.commit(start, state)
     event = {"event": "restore", "by": who, "reason": args.reason, "peers": peers or None,
              "lifted": None if peers or not previous.active else
              {k: getattr(previous, k) for k in ("since", "by", "reason")}}
-    start.store.append_history(event)
-    journal().event(logging.WARNING, f"isolation: {scope} restored by {who}: {args.reason}",
-                    action="restore", by=who, reason=args.reason, peer=",".join(peers) or None)
+    unsaved.attempt("history.jsonl", lambda: start.store.append_history(event))
+    journal().event(logging.WARNING, f"isolation: {scope} restored by {who}: {args.reason}"
+                    + (f" (NOT persisted: {unsaved.names()})" if unsaved.files else ""),
+                    action="restore", by=who, reason=args.reason, peer=",".join(peers) or None,
+                    not_persisted=unsaved.names() or None)
     doc, kernel = start.read_back(state)
+    unpersisted = unsaved.report(doc, out)
     out.emit(doc, lambda: isolation_text(doc))
     if kernel is None or (not peers and doc["active"]):
         out.warn("restore NOT verified: " + ("the kernel could not be read back" if kernel
                                              is None else "the kernel still cuts "
                                              + ", ".join(doc["cut"])))
         return EXIT_FAIL
-    return EXIT_OK
+    return EXIT_FAIL if unpersisted else EXIT_OK
