@@ -103,7 +103,7 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
     the rows of a plain list that need no second look (agent.bulk.Known)."""
     key = digest_key(feed, data, policy_print) if policy_print is not None else ""
     if key and not lines:
-        cached = store.load_digest(feed.name, key)
+        cached = store.digests.load(feed.name, key)
         if cached is not None and cached.summary.holds_at(policy.now):
             return Validated(cached, (), (), False)
     if bulk.applies(data):
@@ -116,7 +116,7 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
         digest = from_checked(key, parsed.total, parsed.rejects, guard)
         index, rejected = parsed.index_lines, guard.rejected
     if key and save:
-        store.save_digest(feed.name, digest)
+        store.digests.save(feed.name, digest)
     return Validated(digest, index, rejected if lines else (), True)
 
 
@@ -133,7 +133,7 @@ def _known(feed: FeedConfig, policy: Policy, store: StateStore, policy_print: st
         return None
     if before is None or not bulk.applies(before):
         return None
-    digest = store.load_digest(feed.name, digest_key(feed, before, policy_print))
+    digest = store.digests.load(feed.name, digest_key(feed, before, policy_print))
     if digest is None or not digest.summary.holds_at(policy.now):
         return None
     return bulk.Known.of(digest, feed.subdomains)
