@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from agent.config import FeedConfig
 from agent.digest import KINDS, SAMPLE, Digest, Summary, kind_of
@@ -58,33 +57,15 @@ class _Feed:
     until: int | None = None
 
 
-class Known(NamedTuple):
-    """Rows whose verdict is known: the canonical values the previous copy's result accepted
-    under the same feed settings and guard inputs (agent.feedcache). Such a row is accepted as
-    it is without another look, which makes re-reading a list of which 1 % changed cost a set
-    lookup per row. Names ending in a digit or read as a URL are left out: their rows are not
-    canonical (indicators.canonical_kind), and the provenance index must list them."""
-
-    v4: frozenset[str]
-    names: frozenset[str]
-
-    @classmethod
-    def of(cls, digest: Digest, subdomains: bool) -> Known:
-        names = digest.values("wild" if subdomains else "names")
-        return cls(frozenset(digest.values("v4")), frozenset(
-            n for n in names if not ("0" <= n[-1] <= "9") and not n.startswith("hxxp")))
-
-
 def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *,
-             lines: bool, known: Known | None = None
-             ) -> tuple[Digest, tuple[str, ...], tuple[GuardReject, ...]]:
+             lines: bool) -> tuple[Digest, tuple[str, ...], tuple[GuardReject, ...]]:
     """(digest, provenance lines if `lines`, every guard reject) of a feed `applies` accepts;
     FormatError past the feed's max_reject_ratio, as parse_payloads raises it."""
     out = _Feed()
     clear = policy.clear_first_octets()
     with collector_paused():
         for path, _, body in data.payloads:
-            _payload(out, path, decode(body), feed.subdomains, policy, clear, lines, known)
+            _payload(out, path, decode(body), feed.subdomains, policy, clear, lines)
             if out.accepted + len(out.refused) > feed.max_indicators:  # as parse_payloads
                 raise too_many(feed, out.accepted + len(out.refused), path)
     total = out.accepted + len(out.refused) + len(out.rejects)  # read: kept, refused, malformed
@@ -105,7 +86,7 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *,
 
 
 def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
-             clear: frozenset[str], lines: bool, known: Known | None) -> None:
+             clear: frozenset[str], lines: bool) -> None:
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     rows = text.split("\n")
@@ -118,17 +99,8 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     suspects: list[int] = []  # canonical values the guards must look at one by one
     clear_octet = bytes(str(o) in clear for o in range(256))
     pton, name_suspect = _pton, policy.name_suspect_test()
-    known_v4, known_names = known if known is not None else (frozenset(), frozenset())
     for i, row in enumerate(rows):
         if not row:
-            continue
-        if row in known_v4 and row[:row.find(".")] in clear:  # as below, without the pton
-            v4.append(row)
-            verdict[i] = 1
-            continue
-        if row in known_names:  # (a suspect one is listed where its row is, not after)
-            names.append(row)
-            verdict[i] = 2
             continue
         last = row[-1]
         # indicators.canonical_kind, written out: this loop runs for every row of every feed

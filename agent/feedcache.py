@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -95,21 +95,17 @@ class Validated(NamedTuple):
 
 
 def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStore, *,
-              policy_print: str | None, lines: bool, save: bool,
-              previous: Callable[[], Payloads | None] | None = None) -> Validated:
+              policy_print: str | None, lines: bool, save: bool) -> Validated:
     """The validated result of this copy. `lines`: the provenance and reject lines are needed
     too (a fresh copy, to be recorded), which the cache does not hold; `save`: keep a result
-    computed now (never in a dry run); `previous`: the last good copy, whose kept result tells
-    the rows of a plain list that need no second look (agent.bulk.Known)."""
+    computed now (never in a dry run)."""
     key = digest_key(feed, data, policy_print) if policy_print is not None else ""
     if key and not lines:
         cached = store.digests.load(feed.name, key)
         if cached is not None and cached.summary.holds_at(policy.now):
             return Validated(cached, (), (), False)
     if bulk.applies(data):
-        known = _known(feed, policy, store, policy_print, previous) if key else None
-        digest, index, rejected = bulk.validate(feed, data, policy, key, lines=lines,
-                                                known=known)
+        digest, index, rejected = bulk.validate(feed, data, policy, key, lines=lines)
     else:
         parsed = parse_payloads(feed, data, with_index=lines)
         guard = policy.check(parsed.indicators)
@@ -118,22 +114,3 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
     if key and save:
         store.digests.save(feed.name, digest)
     return Validated(digest, index, rejected if lines else (), True)
-
-
-def _known(feed: FeedConfig, policy: Policy, store: StateStore, policy_print: str | None,
-           previous: Callable[[], Payloads | None] | None) -> bulk.Known | None:
-    """The rows the previous copy's kept result vouches for, if it was computed under the same
-    settings (its key says so) and its verdicts still hold."""
-    if previous is None or policy_print is None:
-        return None
-    try:
-        before = previous()
-    except Exception as exc:  # an unusable last copy: read the new one in full
-        log.debug("feed %s: the last good copy cannot help the parse: %s", feed.name, exc)
-        return None
-    if before is None or not bulk.applies(before):
-        return None
-    digest = store.digests.load(feed.name, digest_key(feed, before, policy_print))
-    if digest is None or not digest.summary.holds_at(policy.now):
-        return None
-    return bulk.Known.of(digest, feed.subdomains)

@@ -224,8 +224,7 @@ class Cache(NamedTuple):
 
 
 def _accepted(feed: FeedConfig, data: source.FeedData, policy: Policy, budget: Budget,
-              clock: Clock, with_index: bool, cache: Cache,
-              previous: CachedFeed | None = None) -> feedcache.Validated:
+              clock: Clock, with_index: bool, cache: Cache) -> feedcache.Validated:
     """The validated result of `data`: the cached one when its payloads and settings are those
     of a result kept before (agent.feedcache), else parsed and guarded now."""
     budget.take(feed, sum(len(body) for _, _, body in data.payloads), 0)
@@ -233,8 +232,7 @@ def _accepted(feed: FeedConfig, data: source.FeedData, policy: Policy, budget: B
     try:
         valid = feedcache.validated(
             feed, data, policy.for_feed(feed.min_prefix_v4, feed.min_prefix_v6), cache.store,
-            policy_print=cache.policy_print, lines=with_index, save=cache.save,
-            previous=None if previous is None else lambda: sources.load_cached(feed, previous))
+            policy_print=cache.policy_print, lines=with_index, save=cache.save)
     finally:
         clock.add("parse", started)
     budget.take(feed, 0, valid.digest.summary.parsed)
@@ -272,7 +270,7 @@ def process_feed(
     status = "updated" if data is not None and data.fresh else "unchanged"
     if data is not None and data.fresh:
         try:
-            result = _accepted(feed, data, policy, budget, clock, with_index, cache, cached)
+            result = _accepted(feed, data, policy, budget, clock, with_index, cache)
         except Exception as exc:
             error, data = contained(exc, stage="parsing", where=where, keep=_KEEP), None
     record = data.record if data is not None else (cached.record if cached else None)

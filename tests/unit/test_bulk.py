@@ -23,15 +23,7 @@ from agent.digest import KINDS, Digest, from_checked
 from agent.errors import FormatError
 from agent.formats.policy import parse_payloads
 from agent.guards import Policy
-from agent.indicators import (
-    CANONICAL_NAME,
-    DOMAIN,
-    HOSTNAME_RE,
-    IPV4,
-    Indicator,
-    canonical_kind,
-    try_normalize,
-)
+from agent.indicators import DOMAIN, HOSTNAME_RE, IPV4, Indicator
 from agent.psl import PublicSuffixList
 from agent.state import CachedFeed, FeedRecord
 from agent.state.feeds import INDEX
@@ -69,16 +61,16 @@ def general(feed: FeedConfig, data: Data) -> tuple[Digest, tuple[str, ...], tupl
         guard.rejected
 
 
-def same(feed: FeedConfig, data: Data, known: bulk.Known | None = None) -> None:
+def same(feed: FeedConfig, data: Data) -> None:
     assert bulk.applies(data)
     try:
         want = general(feed, data)
     except FormatError as exc:
         with pytest.raises(FormatError) as got:
-            bulk.validate(feed, data, POLICY, "k", lines=True, known=known)
+            bulk.validate(feed, data, POLICY, "k", lines=True)
         assert str(got.value) == str(exc)
         return
-    got = bulk.validate(feed, data, POLICY, "k", lines=True, known=known)
+    got = bulk.validate(feed, data, POLICY, "k", lines=True)
     assert got[0].summary == want[0].summary
     for kind in KINDS:
         assert sorted(got[0].values(kind)) == sorted(want[0].values(kind)), kind
@@ -104,36 +96,6 @@ def test_bulk_equals_general(rows: list[str], subdomains: bool, ratio: float) ->
     if not bulk.applies(Data(("list.txt", "plain", body))):
         return  # a comment or blank inside a line: the general path only
     same(feed, Data(("list.txt", "plain", body)))
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(line, max_size=40), st.lists(line, max_size=40), st.booleans())
-def test_rows_the_previous_result_vouches_for_change_nothing(
-        before: list[str], after: list[str], subdomains: bool) -> None:
-    """A changed list read with the previous copy's result (bulk.Known) gives the result of
-    reading it alone: the previous copy shares some rows with it, and some rows are new."""
-    feed = FeedConfig(name="f", url="file:///x", subdomains=subdomains)
-    old, new = Data(("list.txt", "plain", "\n".join(before).encode())), Data(
-        ("list.txt", "plain", "\n".join([*before[: len(before) // 2], *after]).encode()))
-    if not (bulk.applies(old) and bulk.applies(new)):
-        return
-    try:
-        previous = bulk.validate(feed, old, POLICY, "k", lines=False)[0]
-    except FormatError:
-        return
-    same(feed, new, bulk.Known.of(previous, subdomains))
-
-
-@given(st.one_of(line, st.text(max_size=30)))
-def test_a_normalized_name_the_known_rows_may_hold_is_canonical(text: str) -> None:
-    """bulk.Known takes an accepted name for a canonical row unless it ends in a digit or
-    reads as a URL; that holds for every name normalize can produce."""
-    found: list[Indicator] = []
-    try_normalize(text, "1", found, [])
-    for ind in found:
-        value = ind.value
-        if ind.type == DOMAIN and not ("0" <= value[-1] <= "9") and not value.startswith("hxxp"):
-            assert canonical_kind(value) == CANONICAL_NAME, value
 
 
 def test_two_payloads_crlf_and_auto() -> None:
