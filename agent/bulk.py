@@ -98,7 +98,7 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     odd: list[int] = []  # lines for normalize()
     suspects: list[int] = []  # canonical values the guards must look at one by one
     clear_octet = bytes(str(o) in clear for o in range(256))
-    pton, name_suspect = _pton, policy.name_suspect
+    pton, name_suspect = _pton, policy.name_suspect_test()
     for i, row in enumerate(rows):
         if not row:
             continue

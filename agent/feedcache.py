@@ -101,7 +101,7 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
     computed now (never in a dry run)."""
     key = digest_key(feed, data, policy_print) if policy_print is not None else ""
     if key and not lines:
-        cached = store.load_digest(feed.name, key)
+        cached = store.digests.load(feed.name, key)
         if cached is not None and cached.summary.holds_at(policy.now):
             return Validated(cached, (), (), False)
     if bulk.applies(data):
@@ -112,5 +112,5 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
         digest = from_checked(key, parsed.total, parsed.rejects, guard)
         index, rejected = parsed.index_lines, guard.rejected
     if key and save:
-        store.save_digest(feed.name, digest)
+        store.digests.save(feed.name, digest)
     return Validated(digest, index, rejected if lines else (), True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -312,14 +312,31 @@ class Policy:
         The bulk path (agent.bulk) runs check_one only on the names this says True for; it
         must therefore stay a superset of every refusal of _check_name (a test proves it).
         """
-        return ("." not in name or name in self.protected_names
-                or name.endswith(self.protected_suffixes)
-                or (subdomains and name in self.protected_ancestors)
-                or name in self.lifeline_names
-                or (subdomains and name in self.lifeline_ancestors)
-                # an owner under dns.zone past 255 octets (_check_zone), counted generously
-                or len(name) + len(self.zone) + 6 > MAX_DNS_NAME
-                or "rpz-" in name or self.psl.is_public_suffix(name))
+        return self.name_suspect_test()(name, subdomains)
+
+    def name_suspect_test(self) -> Callable[[str, bool], bool]:
+        """`name_suspect` with everything it reads bound once (the bulk path calls it for every
+        name of a list): the public-suffix test as two set lookups where the list offers them
+        (a superset: its exceptions are not subtracted)."""
+        names, suffixes, ancestors = (self.protected_names, self.protected_suffixes,
+                                      self.protected_ancestors)
+        lifelines, life_ancestors = self.lifeline_names, self.lifeline_ancestors
+        longest = MAX_DNS_NAME - len(self.zone) - 6  # an owner under dns.zone, generously
+        sets = getattr(self.psl, "suffix_sets", None)
+        plain, wild = sets() if callable(sets) else (None, None)
+        is_suffix = self.psl.is_public_suffix
+
+        def suspect(name: str, subdomains: bool) -> bool:
+            if ("." not in name or name in names or name.endswith(suffixes)
+                    or name in lifelines or len(name) > longest or "rpz-" in name):
+                return True
+            if subdomains and (name in ancestors or name in life_ancestors):
+                return True
+            if plain is None or wild is None:
+                return is_suffix(name)
+            return name in plain or name[name.find(".") + 1:] in wild
+
+        return suspect
 
     def clear_first_octets(self) -> frozenset[str]:
         """The first octets (as text) of the IPv4 /8s touching no protected, own or special

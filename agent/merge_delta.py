@@ -78,7 +78,7 @@ def by_difference(record: tuple[Blocklist, Mapping[str, Any]] | None,
     for name in changed:
         was = then.get(name)
         if was:
-            found = store.load_digest(name, str(was).partition(":")[0])
+            found = store.digests.load(name, str(was).partition(":")[0])
             if found is None or ident(found) != was:  # gone, or recomputed since
                 return None
             old.append(found)

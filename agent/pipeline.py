@@ -28,11 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import feedcache, ledger, merge_delta, overrides, shortcut
+from agent import feedcache, merge_delta, mergestep, overrides, shortcut
 from agent.backends.base import ApplyContext, Backend
 from agent.config import Config
-from agent.coverage import contributors
-from agent.digest import merged
 from agent.errors import AgentError, StateError, contained
 from agent.feedstep import (
     SAMPLE,
@@ -46,7 +44,6 @@ from agent.feedstep import (
 from agent.fetch import Fetcher
 from agent.formats.policy import parse_payloads
 from agent.guards import Policy
-from agent.indicators import Indicator
 from agent.lifelines import Facts
 from agent.merge import Blocklist
 from agent.plan import Plan, allowed_only, deescalation, make_plan
@@ -195,7 +192,7 @@ def run(
         baseline: Blocklist | None = blocklist
     else:
         say("merging")
-        blocklist, plan, baseline = _merge_and_plan(
+        blocklist, plan, baseline = mergestep.merge_and_plan(
             config, previous, blocking, local_deny.accepted, allow, merged_print, store,
             force, clock)
     clock.add("plan", started)
@@ -276,6 +273,7 @@ def _deescalate(result: SyncResult, config: Config, store: StateStore,
 def _sweep(config: Config, store: StateStore) -> None:
     """What crashed runs left (temp files, stray generations): removed before anything new."""
     zonefile = Path(config.dns.zonefile)
+    store.digests.forget({feed.name for feed in config.feeds})
     try:
         removed = store.sweep([(zonefile.parent, f".{zonefile.name}"),
                                (Path(config.local_dir), ".cli."),
@@ -317,43 +315,6 @@ def _staged(store: StateStore, blocklist: Blocklist) -> Blocklist:
     except OSError as exc:
         log.warning("the applied base could not be written before the apply: %s", exc)
         return blocklist
-
-
-def _merge_and_plan(config: Config, previous: tuple[Blocklist, dict[str, Any]] | None,
-                    blocking: Sequence[FeedOutcome], deny: Sequence[Indicator],
-                    allow: Sequence[Indicator], merged_print: str, store: StateStore,
-                    force: bool, clock: Clock) -> tuple[Blocklist, Plan, Blocklist | None]:
-    """(blocklist, plan, baseline): by difference from the record when only some feeds'
-    single values moved (agent.merge_delta), else the full merge and plan."""
-    guards = config.guards
-    step = merge_delta.by_difference(
-        previous, {o.name: o.digest for o in blocking}, store, deny=deny, allow=allow,
-        merged_print=merged_print, max_change=guards.max_change, force=force,
-        max_address_share=guards.max_address_share)
-    if step is not None:  # only what the changed feeds moved
-        plan = _named(step.plan, blocking, deny, guards.max_address_share, force)
-        return step.blocklist, plan, previous[0] if previous else None
-    started = time.perf_counter()
-    blocklist = merged([o.digest for o in blocking if o.digest is not None],
-                       [*(o.indicators for o in blocking if o.digest is None), deny],
-                       allow=allow)
-    clock.add("merge", started)
-    # An empty enforcement (every feed failed on the first attempts) protects nothing: the first
-    # real data is a first sync, not a 100 % change held for --force.
-    baseline = previous[0] if previous and (previous[0].total or not blocklist.total) else None
-    plan = make_plan(baseline, blocklist, max_change=guards.max_change, force=force,
-                     max_address_share=guards.max_address_share)
-    plan = _named(plan, blocking, deny, guards.max_address_share, force)
-    return ledger.following(baseline, plan, blocklist), plan, baseline
-
-
-def _named(plan: Plan, blocking: Sequence[FeedOutcome], deny: Sequence[Indicator],
-           limit: float, force: bool) -> Plan:
-    """A plan held for the address share names the feeds and prefixes that weigh most."""
-    if not plan.share_over or force:
-        return plan
-    named = [*((o.name, o.all_indicators()) for o in blocking), ("local deny", deny)]
-    return plan._replace(contributors=tuple(contributors(named, plan.share, limit)))
 
 
 def _record(result: SyncResult, store: StateStore, ctx: ApplyContext, now: datetime,

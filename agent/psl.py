@@ -73,6 +73,14 @@ class PublicSuffixList:
             self._parse()
         return len(self._plain) + len(self._wild)
 
+    def suffix_sets(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(the plain rules, the names under which every label is a suffix): a name is a
+        public suffix if it is in the first, or its parent in the second, unless an exception
+        says otherwise (what a fast superset test needs, agent.guards.name_suspect_test)."""
+        if self._source is not None:
+            self._parse()
+        return self._plain, self._wild
+
     def is_public_suffix(self, name: str) -> bool:
         """True when `name` alone is a suffix under which the public registers names."""
         if self._source is not None:

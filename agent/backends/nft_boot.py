@@ -47,19 +47,19 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
     part's sha256 is recorded with the boot files (TableWriter), so damage is seen, and a
     damaged part is removed and written again."""
     base = blocklist.base_loader() if isinstance(blocklist, LazyBlocklist) else None
-    if not isinstance(base, BaseFile) or _quoted(str(store.boot_part("x"))) is None:
+    if not isinstance(base, BaseFile) or _quoted(str(store.boot_parts.path("x"))) is None:
         return render_table(fw, blocklist), [], None
     assert isinstance(blocklist, LazyBlocklist)
     tag = hashlib.sha256(f"{fw.table}\n{base.sha256}".encode()).hexdigest()[:32]
     base_name = f"base-{tag}.nft"
-    if not store.boot_part(base_name).is_file():
+    if not store.boot_parts.path(base_name).is_file():
         blobs = base()
         lines = [f"# blocklist-agent: elements of base {base.sha256}\n"]
         for name, _, interval, _ in BLOCK_SETS:
             blob = "" if interval else blobs.get(name, "")
             if blob:
                 lines.append(render_elements(fw, name, blob.split("\n")))
-        store.save_boot_part(base_name, "".join(lines))
+        store.boot_parts.save(base_name, "".join(lines))
     delta = blocklist.delta
     nets = ["# blocklist-agent: the prefix sets\n"]
     changes = ["# blocklist-agent: the difference from the base\n"]
@@ -79,10 +79,10 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
     for kind, text, new in (("nets", "".join(nets), nets[1:]),
                             ("delta", "".join(changes), [])):
         name = f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.nft"
-        if not store.boot_part(name).is_file():  # new content: checked before it is named
+        if not store.boot_parts.path(name).is_file():  # new content: checked before it is named
             checked.extend(new)
-            store.save_boot_part(name, text)
+            store.boot_parts.save(name, text)
         names.append(name)
-    includes = "".join(str(_quoted(str(store.boot_part(n)))) for n in names)
+    includes = "".join(str(_quoted(str(store.boot_parts.path(n)))) for n in names)
     skeleton = render_table(fw, Blocklist())
     return skeleton + includes, names, skeleton + "".join(checked)

@@ -155,7 +155,7 @@ class TableWriter:
         if blocklist is not None:
             include = _include(str(self.store.isolation_boot_path()))
             # a part found damaged is written again below (an intact one was checked already)
-            self.store.remove_boot_parts(d.partition("/")[2] for d in self.boot_files_damaged()
+            self.store.boot_parts.remove(d.partition("/")[2] for d in self.boot_files_damaged()
                                          if d.startswith(f"{BOOT_PARTS}/"))
             try:
                 table, parts, check_text = boot_table(self.fw, blocklist, self.store)
@@ -181,7 +181,7 @@ class TableWriter:
             if _attempt(failed, name, partial(checked, text)):
                 written[name] = digest
         if blocklist is not None and "enforced.nft" in written:
-            self.store.sweep_boot_parts(parts)
+            self.store.boot_parts.sweep(parts)
             for part in parts:  # recorded like the files, so that damage to a part is seen
                 written[f"{BOOT_PARTS}/{part}"] = self.store.boot_file_sha256(
                     f"{BOOT_PARTS}/{part}") or ""
@@ -271,7 +271,7 @@ class TableWriter:
     def _commit_boot_only(self, blocklist: Blocklist, now: int, damaged: list[str]) -> None:
         """The kernel is right but a boot file is not: write them again (no kernel change)."""
         log.error("nftables: boot files damaged (%s): writing them again", ", ".join(damaged))
-        self.store.remove_boot_parts(d.partition("/")[2] for d in damaged
+        self.store.boot_parts.remove(d.partition("/")[2] for d in damaged
                                      if d.startswith(f"{BOOT_PARTS}/"))
         failed: list[str] = []
         written = self._write_boot_files(self._carried_isolation(now), now, blocklist, failed)

@@ -13,8 +13,7 @@ Promises, in the order an on-call person cares about them:
   metrics); the daemon itself keeps running;
 - SIGHUP, or an edit of the configuration file, reloads it; a configuration that does not load
   is refused and the running one kept; a change in local_dir (allow/deny) is applied at once;
-- SIGTERM lets the step in progress finish (a download under way, or an apply), starts no new
-  download, and exits 0;
+- SIGTERM lets the step in progress (a download, an apply) finish, starts no other, exits 0;
 - a sync runs in a worker thread, the watchdog fed (agent.daemon.worker); one daemon a state_dir.
 - with nftables, what others do to the table (flushed ruleset, deleted element, emptied
   iso_wan) is repaired within a second or so by agent.daemon.kernelwatch (its own thread);
@@ -277,14 +276,14 @@ class Daemon:
                 now = utc_now()
                 refresh_allow_names(config, store, int(now.timestamp()))
                 backends = self.backends  # as now: a reload may replace them meanwhile
-                result = watched_sync(lambda cancel: pipeline.run(
+                result = memory.slim(watched_sync(lambda cancel: pipeline.run(
                     config, fetcher=Stoppable(self.fetcher, self._before_get), store=store,
                     local=overrides.load(config.local_dir, now=int(now.timestamp())),
                     backends=backends, own_addresses=self.own_addresses(), facts=facts,
                     psl=default_psl(), refresh=refresh, now=now, progress=self._progress,
                     cancel=cancel), clock=self.clock, sync_timeout=config.sync_timeout,
                     ping=self.ping, cut=lambda: self.reload_requested or self.pending.dirty(),
-                    also=self._isolation_deadlines)
+                    also=self._isolation_deadlines))  # the values are not kept (memory.py)
         except Interrupted:
             raise
         except Exception as exc:  # a bug or an unreadable state dir: report, back off, go on
@@ -306,8 +305,7 @@ class Daemon:
         if not self.ready and result.error is None:
             self.ready = True
             notify("READY=1")
-        self.last_result = memory.slim(result)
-        del result
+        self.last_result = result
         memory.release()
         self._say_status()
 

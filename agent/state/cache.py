@@ -135,3 +135,21 @@ def forget(root: Path, feeds: set[str]) -> None:
                     item.unlink()
             with contextlib.suppress(OSError):
                 entry.rmdir()
+
+
+class Digests:
+    """The store's face of the cache (StateStore.digests): feed name and key to a result."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def load(self, feed: str, key: str) -> Digest | None:
+        """The cached result, or None if absent or failing its check (then removed)."""
+        return load(self.root, feed, key)
+
+    def save(self, feed: str, digest: Digest) -> None:
+        save(self.root, feed, digest)
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the cached results of feeds no longer configured."""
+        forget(self.root, keep)

@@ -6,57 +6,20 @@ Every write is temp + fsync + rename (agent.util.fsutil), so a power cut leaves 
 new file, never a mix; a feed generation is switched by renaming a symlink, so the same holds
 for a feed's several files.
 
-    file                   written by, when                        after a crash
-    lock                   a sync or an override edit, throughout  nothing to recover (flock)
-    daemon.lock, local.lock  the running daemon (pid, command); override edits (locks.py)
-    kernel.lock            the one writer of the nftables table    nothing to recover (flock);
-                           (agent.backends.nft_writer), around     its holder's pid inside
-                           each commit and the records after it
-    status.json            pipeline.run after every sync that is   the last sync's outcome or
-                           not a dry run (agent.state.status)      the one before
-    applied.json           pipeline.run, after every backend       always what was last fully
-                           applied the change: the difference      applied (or the one before)
-                           from a base (agent/state/applied.py)
-    applied.base/SHA.json  the base, rewritten once the difference a new base is written before
-                           holds a tenth of the entries             applied.json names it
-    history.jsonl          allow/deny/unallow, isolate/restore,    every line fsynced; a torn
-                           a --for deadline that passed            last line at worst
-    isolation.json         isolate/restore, a deadline passing     the last recorded state;
-                                                                   unreadable = not isolated
-    allow-names.json       every sync and isolate (agent.isolation the addresses last resolved
-                           .resolve): isolation.allow's names      for them; missing = none
-    enforced.nft           the one writer after each commit of     the whole table as last
-                           the blocklist; it includes              committed: the boot unit
-                           isolation.nft                           loads it with `nft -f`
-    boot/*.nft             the one writer, before enforced.nft     parts named by their hash:
-                           names them: the big sets' elements      the previous ones stay
-                           (a base, and the difference from it)    until enforced.nft moved on
-    isolation.nft          the one writer after every commit       the kill switch as last
-                           (isolate, restore, repair, apply) and   committed, with the time
-                           each minute while a deadline runs       left on its deadlines
-    break-glass.nft        the one writer, with isolation.nft      plain-nft isolation, for
-                                                                   when Python is broken
-    nftables.json          the one writer: `pending` before a      pending, missing, or a
-                           commit, then the generation the         generation other than
-                           kernel holds and the skeleton hash      applied.json's = a full
-                                                                   reload at the next sync
-    lifelines.json         every sync that is not a dry run        names forgotten: resolved
-                           (agent.lifelines): the lifelines' and   again at the next sync
-                           protected names' addresses, kept
-    dns.json               the DNS backends after each apply;      missing = the zone is written
-                           dnsupdate first marks it out of sync    again (dnsupdate: compared
-                           before it sends any update              whole) at the next sync
-    feeds/NAME/current ->  gen-SERIAL-N/, switched by pipeline.run once the sync was applied
-    feeds/NAME/gen-*/      the last good feed as downloaded (manifest, signature, payloads),
-                           record.json (serial, hashes, ETag), index.tsv and rejects.tsv
-                           (provenance of every accepted and refused value, for `why`);
-                           a crash mid-write leaves a stray gen-* that the next save removes
-    cache/NAME/KEY.digest  a feed copy's validated result (agent/state/cache.py), checked
-                           when read, rebuilt from the payloads when it fails the check
-    damaged/               state files that failed their check on read (health.py), moved
-                           aside for inspection and named in status; the newest 10 are kept
-    .NAME.blocklist-agent-PID.*.tmp   a write in progress; removed on failure, and by the next
-                           sync once process PID is gone (a kill -9 mid-write)
+What each file holds, who writes it when, and what a crash leaves is docs/design.md §12's
+table; here, where each lives and which module knows its shape:
+
+    lock, kernel.lock, daemon.lock, local.lock    locks.py (flock; the holder's pid inside)
+    status.json, history.jsonl                    status.py; appended, fsynced per line
+    applied.json, applied.base/SHA.json           applied.py: the difference from a base
+    cache/NAME/KEY.digest                         cache.py: validated results, never trusted
+    isolation.json, allow-names.json, lifelines.json, nftables.json, dns.json   health.py
+    enforced.nft, isolation.nft, break-glass.nft  the one writer's boot files (nft -c first)
+    boot/*.nft                                    bootparts.py: enforced.nft's parts
+    feeds/NAME/current -> gen-SERIAL-N/           feeds.py: the last good copy, its record,
+                                                  index.tsv and rejects.tsv (for `why`)
+    damaged/                                      health.py: files that failed their check
+    .NAME.blocklist-agent-PID.*.tmp               a write in progress (swept once PID is gone)
 
 Losing the directory loses the offline start and the rollback protection (the serials last
 accepted); the next sync then fetches every feed and reloads every enforcement point whole.
@@ -76,10 +39,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from agent.digest import Digest
 from agent.errors import StateError
 from agent.merge import Blocklist
 from agent.state import applied, cache, health, locks
+from agent.state.bootparts import BootParts
 from agent.state.feeds import INDEX, RECORD, REJECTS, CachedFeed, FeedRecord
 from agent.state.status import after_sync
 from agent.util.fsutil import atomic_write, fsync_dir, sweep, tmp_name
@@ -109,6 +72,8 @@ class StateStore:
     def __init__(self, state_dir: str | Path) -> None:
         self.root = Path(state_dir)
         self.quarantine = health.Quarantine(self.root)
+        self.boot_parts = BootParts(self.root / BOOT_PARTS)  # enforced.nft's parts
+        self.digests = cache.Digests(self.root)  # feed copies' validated results
 
     # -- plumbing -------------------------------------------------------------------------
     def ensure(self) -> None:
@@ -255,18 +220,6 @@ class StateStore:
         current = self._feed_dir(record.name) / "current"
         atomic_write(current / RECORD, json.dumps(asdict(record), indent=1).encode())
 
-    def load_digest(self, feed: str, key: str) -> Digest | None:
-        """A feed copy's cached validated result (agent/state/cache.py); None if absent or
-        failing its check (then removed)."""
-        return cache.load(self.root, feed, key)
-
-    def save_digest(self, feed: str, digest: Digest) -> None:
-        cache.save(self.root, feed, digest)
-
-    def forget_digests(self, keep: set[str]) -> None:
-        """Drop the cached results of feeds no longer configured."""
-        cache.forget(self.root, keep)
-
     def feed_names(self) -> list[str]:
         base = self.root / FEEDS
         if not base.is_dir():
@@ -392,32 +345,6 @@ class StateStore:
                 return handle.read().decode("utf-8", errors="replace")
         except OSError:
             return None
-
-    def boot_part(self, name: str) -> Path:
-        """boot/NAME: a part of enforced.nft (the big sets' elements), included by it."""
-        return self.root / BOOT_PARTS / name
-
-    def save_boot_part(self, name: str, text: str) -> Path:
-        """Write a part under a name no other content has (its hash): enforced.nft names it
-        only once it is complete, and the parts of the previous enforced.nft stay until
-        `sweep_boot_parts` after it was replaced."""
-        path = self.boot_part(name)
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, text.encode())
-        return path
-
-    def remove_boot_parts(self, names: Iterable[str]) -> None:
-        """Parts found damaged: removed, so that the next write makes them again."""
-        for name in names:
-            (self.root / BOOT_PARTS / name).unlink(missing_ok=True)
-
-    def sweep_boot_parts(self, keep: Collection[str]) -> None:
-        directory = self.root / BOOT_PARTS
-        if directory.is_dir():
-            for entry in directory.iterdir():
-                if entry.name not in keep:
-                    entry.unlink(missing_ok=True)
 
     def save_isolation_boot(self, text: str, check: Callable[[Path], None] | None = None
                             ) -> Path:

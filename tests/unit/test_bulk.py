@@ -120,7 +120,8 @@ def test_guard_shortcuts_never_hide_a_refusal() -> None:
             bad = POLICY.check_one(Indicator(IPV4, value))
             assert bad is None or str(first) not in clear, value
     names = [t.lower().rstrip(".") for t in TOKENS if HOSTNAME_RE.fullmatch(t.lower())]
-    for name in [*names, "a.chu-example.fr", "example", "x.example", "rpz-ip"]:
+    for name in [*names, "a.chu-example.fr", "example", "x.example", "rpz-ip", "x.ck", "www.ck",
+                 "co.uk", "kawasaki.jp", "x.kawasaki.jp", "city.kawasaki.jp"]:
         for wild in (False, True):
             bad = POLICY.check_one(Indicator(DOMAIN, name, wild))
             assert bad is None or POLICY.name_suspect(name, wild), (name, wild)

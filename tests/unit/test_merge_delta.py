@@ -58,7 +58,7 @@ def test_by_difference_equals_full_merge(tmp_path: Path, before: list[list[Any]]
     names = [f"f{i}" for i in range(len(before))]
     old = {n: digest(f"{i:064x}", v) for i, (n, v) in enumerate(zip(names, before, strict=True))}
     for n, d in old.items():
-        store.save_digest(n, d)
+        store.digests.save(n, d)
     deny = [Indicator(IPV4, "8.8.4.4")] if data.draw(st.booleans()) else []
     first = merged(list(old.values()), [deny], allow=allow)
     if not first.total:
@@ -92,7 +92,7 @@ def test_an_address_change_is_merged_by_difference(tmp_path: Path) -> None:
     a = digest("a" * 64, [(IPV4, "1.2.3.4", False), (IPV4, "1.2.3.0/24", False)])
     b = digest("b" * 64, [(IPV4, "9.9.9.9", False), (DOMAIN, "evil.com", False)])
     for name, d in (("a", a), ("b", b)):
-        store.save_digest(name, d)
+        store.digests.save(name, d)
     store.save_applied(merged([a, b], []), {"digests": {"a": a.ident, "b": b.ident},
                                             "merge": merge_delta.merge_print([], [])})
     b2 = digest("c" * 64, [(IPV4, "9.9.9.8", False), (IPV4, "1.2.3.7", False),

@@ -74,3 +74,17 @@ def test_spanset_inside_and_touching() -> None:
     first, last = netrange.span("192.0.2.128/25", AF_INET)
     assert not covering.touches(first, last)
     assert not SpanSet.of([], AF_INET)
+
+
+@pytest.mark.parametrize("limit", [netrange.MAX_TOUCHED, 0])
+def test_outside_is_the_same_with_and_without_the_24_shortcut(
+        monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    rnd = random.Random(5)
+    nets = [f"10.{rnd.randrange(4)}.{rnd.randrange(256)}.0/{rnd.choice([16, 23, 24, 28, 31])}"
+            for _ in range(300)]
+    addrs = {f"10.{rnd.randrange(4)}.{rnd.randrange(256)}.{rnd.randrange(256)}"
+             for _ in range(5000)} | {"10.1.2.3", "10.1.23.4", "10.1.2.30"}
+    covered = [netaddr.IPNetwork(n) for n in nets]
+    want = {a for a in addrs if not any(netaddr.IPAddress(a) in net for net in covered)}
+    monkeypatch.setattr(netrange, "MAX_TOUCHED", limit)
+    assert SpanSet.of(nets, AF_INET).outside(addrs) == want
