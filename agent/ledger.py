@@ -11,10 +11,12 @@ the change costs; the base is rewritten (compacted) once the difference has grow
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.merge import ENFORCING, SET_NAMES, Blocklist
-from agent.plan import Plan, SetChange
+
+if TYPE_CHECKING:  # the plan's types only: the kill switch reads the record without them
+    from agent.plan import Plan, SetChange
 
 Sets = Mapping[str, frozenset[str]]
 EMPTY: frozenset[str] = frozenset()

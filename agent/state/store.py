@@ -28,6 +28,7 @@ accepted); the next sync then fetches every feed and reloads every enforcement p
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -37,16 +38,19 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from agent.errors import StateError
 from agent.merge import Blocklist
-from agent.state import applied, cache, health, locks
+from agent.state import applied, health, locks
 from agent.state.bootparts import BootParts
 from agent.state.feeds import INDEX, RECORD, REJECTS, CachedFeed, FeedRecord
 from agent.state.status import after_sync
 from agent.util.fsutil import atomic_write, fsync_dir, sweep, tmp_name
 from agent.util.timefmt import iso_z
+
+if TYPE_CHECKING:
+    from agent.state import cache
 
 log = logging.getLogger(__name__)
 LOCK = "lock"
@@ -73,7 +77,13 @@ class StateStore:
         self.root = Path(state_dir)
         self.quarantine = health.Quarantine(self.root)
         self.boot_parts = BootParts(self.root / BOOT_PARTS)  # enforced.nft's parts
-        self.digests = cache.Digests(self.root)  # feed copies' validated results
+
+    @functools.cached_property
+    def digests(self) -> cache.Digests:
+        """The feed copies' validated results (imported when a sync needs them: `isolate` at
+        3 a.m. does not wait for the parsers' modules)."""
+        from agent.state import cache as digest_cache
+        return digest_cache.Digests(self.root)
 
     # -- plumbing -------------------------------------------------------------------------
     def ensure(self) -> None:
