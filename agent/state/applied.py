@@ -173,8 +173,11 @@ def _write_base(root: Path, sets: Mapping[str, frozenset[str]]) -> BaseFile:
     head = json.dumps({"format": FORMAT, "sets": where}, sort_keys=True).encode()
     base = BaseFile(root, hashlib.sha256(head + b"\n").hexdigest())  # the header line
     base.path.parent.mkdir(parents=True, exist_ok=True)
-    if not base.path.is_file():
-        atomic_write(base.path, b"".join([head, b"\n", *blobs]))
+    if base.path.is_file():  # the same content was written before, unless it was damaged since
+        with contextlib.suppress(StateError):
+            base.check()
+            return base
+    atomic_write(base.path, b"".join([head, b"\n", *blobs]))
     return base
 
 

@@ -232,6 +232,30 @@ def test_enforced_nft_restores_everything_with_plain_nft(agent: Agent) -> None:
     assert reach(agent.lab, "lan1", "site")
 
 
+def test_a_damaged_part_of_enforced_nft_is_written_again(agent: Agent) -> None:
+    """enforced.nft includes parts (docs/design.md §15): after an update the boot file is the
+    table, the base and the difference; a part damaged on disk is seen by the next sync, even
+    one that changes nothing, and written again, so that the boot path loads the list."""
+    lab = agent.lab
+    agent.publish(lab.addr["c2"], lab.addr["c26"], "192.0.2.0/24", "2001:db8:bad::/48",
+                  "198.51.100.77")
+    agent.sync()
+    parts = sorted((agent.state / "boot").glob("*.nft"))
+    assert {p.name.split("-")[0] for p in parts} == {"base", "nets", "delta"}, parts
+    assert all(f'include "{p}"' in (agent.state / "enforced.nft").read_text() for p in parts)
+    base = next(p for p in parts if p.name.startswith("base-"))
+    base.write_text(base.read_text()[: len(base.read_text()) // 2])  # torn by a full disk
+    report = agent.sync()
+    assert any("boot files rewritten" in n and base.name in n
+               for n in report["applied_notes"]), report["applied_notes"]
+    agent.nft("flush", "ruleset")
+    assert reach(lab, "lan1", "c26")
+    agent.nft("-f", str(agent.state / "enforced.nft"))  # what the boot unit runs
+    for name in ("c2", "c26", "bad_prefix_host6"):
+        assert not reach(lab, "lan1", name), name
+    assert reach(lab, "lan1", "site")
+
+
 def test_empty_blocklist_leaves_no_set_empty_by_accident(agent: Agent) -> None:
     """A feed emptied by mistake is held (max_change), the sets stay filled."""
     agent.publish("# nothing today")

@@ -1,0 +1,111 @@
+"""What issue 14 must not change while the work follows the change (docs/design.md §15): a kept
+result, base or record that fails its check is rebuilt, never trusted; a guard change is never
+hidden by a kept result; a sync with nothing new applies nothing, and says so."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from lab.httpserver import HttpServer
+
+if TYPE_CHECKING:
+    from tests.conftest import CliResult
+
+LIST = "185.220.101.3\n45.155.205.1\n91.92.109.7\nevil.example\nphish.example\n"
+Cli = Callable[..., "CliResult"]
+
+
+@pytest.fixture
+def synced(server: HttpServer, publish: Callable[..., Any], write_config: Callable[..., Path],
+           cli: Cli, state_dir: Path) -> Callable[..., Path]:
+    """Publish LIST as feed `cert`, write the config (with `settings`), sync once."""
+
+    def do(**settings: Any) -> Path:
+        publish("cert", LIST, serial=1)
+        path = write_config({"name": "cert", "url": server.url("/cert/manifest.json")},
+                            **settings)
+        result = cli("sync")
+        assert result.code == 0, result
+        return path
+
+    return do
+
+
+def _sync_json(cli: Cli) -> dict[str, Any]:
+    result = cli("sync", "--json")
+    assert result.code == 0, result
+    doc: dict[str, Any] = result.json
+    return doc
+
+
+def test_a_damaged_kept_result_is_computed_again(synced: Callable[..., Path], cli: Cli,
+                                                 state_dir: Path,
+                                                 enforced: Callable[[], Any]) -> None:
+    synced()
+    before = enforced()
+    kept = list((state_dir / "cache" / "cert").glob("*.digest"))
+    assert kept, "the feed's validated result is kept"
+    for path in kept:
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x01  # one bit of the values
+        path.write_bytes(bytes(data))
+    cli("allow", "phish.example", "--reason", "test")  # the merge must read the feed again
+    doc = _sync_json(cli)
+    assert doc["feeds"][0]["accepted"] == 5 and doc["feeds"][0]["error"] is None
+    after = enforced()
+    assert after["v4"] == before["v4"] and "evil.example" in after["names"]
+    assert "phish.example" not in after["names"]
+    for path in (state_dir / "cache" / "cert").glob("*.digest"):  # the damaged one replaced
+        assert path.read_bytes() != bytes(data)
+
+
+def test_a_guard_change_is_not_hidden_by_a_kept_result(synced: Callable[..., Path], cli: Cli,
+                                                      write_config: Callable[..., Path],
+                                                      server: HttpServer,
+                                                      enforced: Callable[[], Any]) -> None:
+    synced()
+    assert "45.155.205.1" in enforced()["v4"]
+    write_config({"name": "cert", "url": server.url("/cert/manifest.json")},
+                 guards={"max_change": 0.5, "protected": ["45.155.205.0/24"]})
+    doc = _sync_json(cli)
+    assert doc["feeds"][0]["guard_rejects"] == {"protected": 1}, doc["feeds"][0]
+    assert "45.155.205.1" not in enforced()["v4"]
+
+
+def test_a_damaged_base_is_set_aside_and_rebuilt(synced: Callable[..., Path], cli: Cli,
+                                                state_dir: Path,
+                                                enforced: Callable[[], Any]) -> None:
+    synced()
+    before = enforced()
+    bases = list((state_dir / "applied.base").glob("*.json"))
+    assert len(bases) == 1
+    damaged = bases[0].read_bytes()[:-5]  # truncated
+    bases[0].write_bytes(damaged)
+    doc = _sync_json(cli)
+    repairs = doc["state_repairs"]
+    assert len(repairs) == 1 and "base of applied.json is damaged" in json.dumps(repairs), repairs
+    assert enforced() == before  # rebuilt whole from the feeds' last good copies
+    rebuilt = list((state_dir / "applied.base").glob("*.json"))
+    assert len(rebuilt) == 1 and rebuilt[0].read_bytes() != damaged  # written again whole
+    assert (state_dir / "damaged").is_dir()
+
+
+def test_nothing_new_applies_nothing_and_keeps_the_record(synced: Callable[..., Path],
+                                                         cli: Cli, state_dir: Path) -> None:
+    synced()
+    record = json.loads((state_dir / "applied.json").read_text())
+    doc = _sync_json(cli)
+    assert doc["applied"] is True and doc["plan"]["added"] == doc["plan"]["removed"] == 0
+    again = json.loads((state_dir / "applied.json").read_text())
+    assert again["meta"]["generation"] == record["meta"]["generation"]
+    assert again["meta"]["inputs"] == record["meta"]["inputs"]
+    cli("deny", "45.155.205.99", "--reason", "test")  # an input changed: a real apply
+    doc = _sync_json(cli)
+    assert doc["plan"]["added"] == 1
+    newer = json.loads((state_dir / "applied.json").read_text())
+    assert newer["meta"]["generation"] == record["meta"]["generation"] + 1
