@@ -347,6 +347,9 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/e2e.py needs root: it creates a network namespace for nft")
+    # a SIGTERM (timeout, Ctrl-C of a wrapper) unwinds through the `finally` that deletes the
+    # run's namespace, instead of leaving it behind
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     total = int(1_000_000 * args.scale)
     result: dict[str, Any] = {"benchmark": "end-to-end sync processes", "entries": total,
                               "runs": args.runs, "targets": TARGETS, "scenarios": {}}
