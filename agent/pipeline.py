@@ -174,8 +174,6 @@ def run(
     # `role: allow` feeds are known-good lists: their entries are allowed like local allows
     allow_feeds = {feed.name for feed in config.feeds if feed.role == "allow"}
     blocking = [o for o in outcomes if o.name not in allow_feeds]
-    allow = [*(o.indicator for o in local.allow),
-             *(i for o in outcomes if o.name in allow_feeds for i in o.all_indicators())]
     previous = store.load_applied()
     meta = previous[1] if previous else {}
     inputs = shortcut.inputs(config, [(o.name, o.ident) for o in outcomes], local,
@@ -191,7 +189,9 @@ def run(
         plan = shortcut.empty_plan(blocklist, max_change=config.guards.max_change, force=force)
         baseline: Blocklist | None = blocklist
     else:
-        say("merging")
+        say("merging")  # (an allow feed's entries are built only here: it may be big)
+        allow = [*(o.indicator for o in local.allow),
+                 *(i for o in outcomes if o.name in allow_feeds for i in o.all_indicators())]
         blocklist, plan, baseline = mergestep.merge_and_plan(
             config, previous, blocking, local_deny.accepted, allow, merged_print, store,
             force, clock)

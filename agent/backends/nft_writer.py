@@ -152,10 +152,13 @@ class TableWriter:
             ("isolation.nft", iso_script, self.store.save_isolation_boot),
             ("break-glass.nft", render_break_glass(self.fw, isolation, now),
              self.store.save_break_glass)]
+        recorded = self.store.load_nft_record().get("boot") or {}
+        damaged: list[str] = []
         if blocklist is not None:
             include = _include(str(self.store.isolation_boot_path()))
             # a part found damaged is written again below (an intact one was checked already)
-            self.store.boot_parts.remove(d.partition("/")[2] for d in self.boot_files_damaged()
+            damaged = self.boot_files_damaged()
+            self.store.boot_parts.remove(d.partition("/")[2] for d in damaged
                                          if d.startswith(f"{BOOT_PARTS}/"))
             try:
                 table, parts, check_text = boot_table(self.fw, blocklist, self.store)
@@ -170,8 +173,7 @@ class TableWriter:
             if table:
                 files.append(("enforced.nft", table + (include or iso_script),
                               partial(self.store.save_boot_ruleset, check=check)))
-        written = {}
-        recorded = self.store.load_nft_record().get("boot") or {}
+        written: dict[str, str] = {}
         for name, text, save in files:
             digest = _sha(text)
             if recorded.get(name) == digest == self.store.boot_file_sha256(name):
@@ -182,9 +184,10 @@ class TableWriter:
                 written[name] = digest
         if blocklist is not None and "enforced.nft" in written:
             self.store.boot_parts.sweep(parts)
-            for part in parts:  # recorded like the files, so that damage to a part is seen
-                written[f"{BOOT_PARTS}/{part}"] = self.store.boot_file_sha256(
-                    f"{BOOT_PARTS}/{part}") or ""
+            for part in parts:  # recorded like the files, so that damage to a part is seen;
+                key = f"{BOOT_PARTS}/{part}"  # an intact one was just hashed by the damage check
+                written[key] = (recorded[key] if key in recorded and key not in damaged
+                                else self.store.boot_file_sha256(key) or "")
         return written
 
     def boot_files_damaged(self) -> list[str]:
