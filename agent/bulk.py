@@ -12,11 +12,14 @@ value, reject for reject, in the same order (tests/unit/test_bulk.py compares th
 
 from __future__ import annotations
 
+import functools
 import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from agent import bulk_delta
 from agent.config import FeedConfig
-from agent.digest import KINDS, SAMPLE, Digest, Summary, kind_of
+from agent.digest import KINDS, SAMPLE, Change, Digest, Summary, kind_of
 from agent.formats import collector_paused, sniff
 from agent.formats._common import decode, finish
 from agent.formats.plain import is_bare
@@ -55,24 +58,32 @@ class _Feed:
     index: list[str] = field(default_factory=list)
     accepted: int = 0
     until: int | None = None
+    special: list[str] = field(default_factory=list)  # rows not taken as they are (a payload's)
+    change: Change | None = None  # from the previous copy's result, when read by difference
 
 
-def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *,
-             lines: bool) -> tuple[Digest, tuple[str, ...], tuple[GuardReject, ...]]:
+def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, lines: bool,
+             before: bulk_delta.Before | None = None
+             ) -> tuple[Digest, tuple[str, ...], tuple[GuardReject, ...]]:
     """(digest, provenance lines if `lines`, every guard reject) of a feed `applies` accepts;
-    FormatError past the feed's max_reject_ratio, as parse_payloads raises it."""
+    FormatError past the feed's max_reject_ratio, as parse_payloads raises it. `before`: the
+    previous copy of a one-payload feed and its result, to read the new one by difference
+    (agent.bulk_delta)."""
     out = _Feed()
     clear = policy.clear_first_octets()
+    single = len(data.payloads) == 1
     with collector_paused():
         for path, _, body in data.payloads:
-            _payload(out, path, decode(body), feed.subdomains, policy, clear, lines)
+            _payload(out, path, decode(body), feed.subdomains, policy, clear, lines,
+                     before if single else None)
             if out.accepted + len(out.refused) > feed.max_indicators:  # as parse_payloads
                 raise too_many(feed, out.accepted + len(out.refused), path)
     total = out.accepted + len(out.refused) + len(out.rejects)  # read: kept, refused, malformed
     check_reject_ratio(feed, out.rejects, total)
     expired = [g.indicator.expires for g in out.refused
                if g.reason == EXPIRED and g.indicator.expires is not None]
-    values = {kind: list(dict.fromkeys(found)) for kind, found in out.columns.items()}
+    values = (out.columns if out.change is not None  # bulk_delta made them unique
+              else {kind: list(dict.fromkeys(found)) for kind, found in out.columns.items()})
     counts: dict[str, int] = {}
     for g in out.refused:
         counts[g.reason] = counts.get(g.reason, 0) + 1
@@ -82,24 +93,61 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *,
         guard_samples=tuple(out.refused[:SAMPLE]), extras=tuple(dict.fromkeys(out.extras)),
         valid_from=max(expired) if expired else None, valid_until=out.until,
         counts={kind: len(v) for kind, v in values.items()})
-    return Digest(summary, values), tuple(out.index), tuple(out.refused)
+    # the next copy is read by difference when a few rows are special (bulk_delta.MAX_SHARE)
+    special = (tuple(out.special) if single and len(out.special) <= bulk_delta.MAX_SHARE
+               * max(total, 1) else None)
+    return (Digest(summary, values, special=special, change=out.change), tuple(out.index),
+            tuple(out.refused))
 
 
 def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
-             clear: frozenset[str], lines: bool) -> None:
+             clear: frozenset[str], lines: bool, before: bulk_delta.Before | None) -> None:
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     rows = text.split("\n")
     names = out.columns["wild" if subdomains else "names"]
     v4 = out.columns["v4"]
-    # per line: 0 blank or malformed, 1 a canonical address, 2 a canonical name, else the
-    # Indicator the general path made of it (refused ones included: the index lists them)
-    verdict: list[object] = [0] * len(rows)
-    odd: list[int] = []  # lines for normalize()
-    suspects: list[int] = []  # canonical values the guards must look at one by one
     clear_octet = bytes(str(o) in clear for o in range(256))
-    pton, name_suspect = _pton, policy.name_suspect_test()
-    for i, row in enumerate(rows):
+    scan = functools.partial(_scan, clear_octet=clear_octet,
+                             name_suspect=policy.name_suspect_test(), subdomains=subdomains)
+    shift = (bulk_delta.by_difference(rows, before, scan, out.columns,
+                                      "wild" if subdomains else "names") if before else None)
+    if shift is None:  # every row is read
+        odd, suspects = scan(enumerate(rows), v4, names)
+    else:  # the rows the previous copy did not have, and the special ones: one by one
+        odd, suspects = scan(((i, rows[i]) for i in shift.special), v4, names)
+    verdict: dict[int, Indicator] = {}  # the odd lines that hold an indicator
+    refused: list[tuple[int, GuardReject]] = []
+    for i in suspects:
+        row = rows[i]
+        ind = (Indicator(IPV4, row, False, None, str(i + 1)) if "0" <= row[-1] <= "9"
+               else Indicator(DOMAIN, row, subdomains, None, str(i + 1)))
+        bad = policy.check_one(ind)
+        if bad is not None:
+            refused.append((i, bad))
+        else:
+            (v4 if ind.type == IPV4 else names).append(row)
+    malformed = _odd_lines(out, path, rows, odd, verdict, refused, subdomains, policy)
+    refused.sort(key=lambda item: item[0])
+    out.refused.extend(g for _, g in refused)
+    out.accepted += len(rows) - rows.count("") - malformed - len(refused)
+    out.special = [rows[i] for i in sorted([*odd, *suspects])]
+    if shift is not None:
+        out.change = shift.finish(out.columns)
+    if lines:
+        _index(out, path, odd, verdict, subdomains)
+
+
+def _scan(rows: Iterable[tuple[int, str]], v4: list[str], names: list[str], *,
+          clear_octet: bytes, name_suspect: Callable[[str, bool], bool], subdomains: bool
+          ) -> tuple[list[int], list[int]]:
+    """The canonical rows far from what the guards protect go to `v4` and `names` as they
+    are; (odd, suspects): the lines to normalize, and the canonical values the guards must
+    look at one by one."""
+    odd: list[int] = []
+    suspects: list[int] = []
+    pton = _pton
+    for i, row in rows:
         if not row:
             continue
         last = row[-1]
@@ -112,7 +160,6 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
                 continue
             if clear_octet[packed[0]]:
                 v4.append(row)
-                verdict[i] = 1
             else:
                 suspects.append(i)
         elif (not row.strip(_HOST_CHARS) and ".." not in row and ".-" not in row
@@ -123,32 +170,16 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
                 suspects.append(i)
             else:
                 names.append(row)
-                verdict[i] = 2
         else:
             odd.append(i)
-    refused: list[tuple[int, GuardReject]] = []
-    for i in suspects:
-        row = rows[i]
-        ind = (Indicator(IPV4, row, False, None, str(i + 1)) if "0" <= row[-1] <= "9"
-               else Indicator(DOMAIN, row, subdomains, None, str(i + 1)))
-        bad = policy.check_one(ind)
-        verdict[i] = 1 if ind.type == IPV4 else 2
-        if bad is not None:
-            refused.append((i, bad))
-        else:
-            (v4 if ind.type == IPV4 else names).append(row)
-    _odd_lines(out, path, rows, odd, verdict, refused, subdomains, policy)
-    refused.sort(key=lambda item: item[0])
-    out.refused.extend(g for _, g in refused)
-    out.accepted += len(rows) - verdict.count(0) - len(refused)
-    if lines:
-        _index(out, path, odd, verdict, subdomains)
+    return odd, suspects
 
 
-def _odd_lines(out: _Feed, path: str, rows: list[str], odd: list[int], verdict: list[object],
-               refused: list[tuple[int, GuardReject]], subdomains: bool,
-               policy: Policy) -> None:
-    """The lines that are not canonical values: normalized and checked one by one."""
+def _odd_lines(out: _Feed, path: str, rows: list[str], odd: list[int],
+               verdict: dict[int, Indicator], refused: list[tuple[int, GuardReject]],
+               subdomains: bool, policy: Policy) -> int:
+    """The lines that are not canonical values, normalized and checked one by one; how many
+    of them are malformed."""
     found: list[Indicator] = []
     rejects: list[Reject] = []
     for i in odd:
@@ -171,9 +202,10 @@ def _odd_lines(out: _Feed, path: str, rows: list[str], odd: list[int], verdict: 
             else:
                 out.columns[kind].append(ind.value)
     out.rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in finish([], rejects).rejects)
+    return len(odd) - len(verdict)
 
 
-def _index(out: _Feed, path: str, odd: list[int], verdict: list[object],
+def _index(out: _Feed, path: str, odd: list[int], verdict: dict[int, Indicator],
            subdomains: bool) -> None:
     """Provenance lines as parse_payloads writes them, except for the canonical rows: one
     marker line stands for them all (agent.state.feeds.CachedFeed.index_lines rebuilds their
@@ -181,6 +213,6 @@ def _index(out: _Feed, path: str, odd: list[int], verdict: list[object],
     index = out.index
     index.append(f"{CANONICAL_MARK}\t{'*' if subdomains else ''}\t{path}\n")
     for i in odd:
-        ind = verdict[i]
-        if isinstance(ind, Indicator):
+        ind = verdict.get(i)
+        if ind is not None:
             index.append(f"{ind.value}\t{ind.flag}\t{path}:{i + 1}\n")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.guards import EXPIRED, GuardReject, GuardResult
 from agent.indicators import DOMAIN, IPV4, IPV6, Indicator, Reject
@@ -93,17 +93,34 @@ class Summary:
         )
 
 
-class Digest:
-    """A Summary plus the accepted values per kind, read on first use (`values`)."""
+class Change(NamedTuple):
+    """How a result differs from the one of the feed's previous copy (`base`, its ident), per
+    kind: what the merge by difference (agent.merge_delta) needs instead of both lists."""
 
-    __slots__ = ("_load", "_values", "summary")
+    base: str
+    added: Mapping[str, frozenset[str]]
+    removed: Mapping[str, frozenset[str]]
+
+
+class Digest:
+    """A Summary plus the accepted values per kind, read on first use (`values`).
+
+    `special`: the rows of a one-payload plain list that its bulk reading did not take as they
+    are (agent.bulk), which the next copy's reading by difference reads again (None: unknown);
+    `change`: set when this result was read by difference, for this sync only (not cached).
+    """
+
+    __slots__ = ("_load", "_values", "change", "special", "summary")
 
     def __init__(self, summary: Summary,
-                 values: Mapping[str, Sequence[str]] | Callable[[], Mapping[str, Sequence[str]]]
+                 values: Mapping[str, Sequence[str]] | Callable[[], Mapping[str, Sequence[str]]],
+                 *, special: Sequence[str] | None = None, change: Change | None = None
                  ) -> None:
         self.summary = summary
         self._load = values if callable(values) else None
         self._values: Mapping[str, Sequence[str]] | None = None if callable(values) else values
+        self.special = special
+        self.change = change
 
     @property
     def key(self) -> str:

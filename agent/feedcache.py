@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import agent
-from agent import bulk
+from agent import bulk, bulk_delta
 from agent.config import FeedConfig
 from agent.digest import Digest, from_checked
+from agent.errors import StateError
+from agent.formats._common import decode
 from agent.formats.policy import Payloads, parse_payloads
 from agent.guards import GuardReject, Policy
-from agent.state import StateStore
+from agent.state import CachedFeed, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +83,38 @@ def policy_fingerprint(policy: Policy) -> str | None:
 
 
 def digest_key(feed: FeedConfig, data: Payloads, policy_print: str) -> str:
+    return _key(feed, data.payloads, policy_print)
+
+
+def _key(feed: FeedConfig, payloads: Iterable[tuple[str, str, bytes]], policy_print: str) -> str:
     key = hashlib.sha256(f"{code_fingerprint()}\n{feed!r}\n{policy_print}\n".encode())
-    for path, fmt, body in data.payloads:
+    for path, fmt, body in payloads:
         key.update(f"{path}\0{fmt}\0{hashlib.sha256(body).hexdigest()}\n".encode())
     return key.hexdigest()
+
+
+def before(feed: FeedConfig, data: Payloads, previous: CachedFeed | None, store: StateStore,
+           policy_print: str) -> bulk_delta.Before | None:
+    """The previous copy of a one-payload feed and its cached result, to read `data` by
+    difference (agent.bulk_delta). No check of the copy is needed here: the result is found
+    only under the key of the very bytes it was computed from, after they were verified."""
+    if previous is None or len(data.payloads) != 1:
+        return None
+    path, fmt, _ = data.payloads[0]
+    if previous.record.files.get(path) != fmt:
+        return None
+    try:
+        body = previous.read(path)
+    except StateError:
+        return None
+    found = store.digests.load(feed.name, _key(feed, [(path, fmt, body)], policy_print))
+    if (found is None or found.special is None or found.summary.valid_from is not None
+            or found.summary.valid_until is not None):  # verdicts the time may have changed
+        return None
+    try:
+        return bulk_delta.Before(decode(body), found)
+    except Exception:
+        return None
 
 
 class Validated(NamedTuple):
@@ -95,17 +125,21 @@ class Validated(NamedTuple):
 
 
 def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStore, *,
-              policy_print: str | None, lines: bool, save: bool) -> Validated:
+              policy_print: str | None, lines: bool, save: bool,
+              previous: CachedFeed | None = None) -> Validated:
     """The validated result of this copy. `lines`: the provenance and reject lines are needed
     too (a fresh copy, to be recorded), which the cache does not hold; `save`: keep a result
-    computed now (never in a dry run)."""
+    computed now (never in a dry run); `previous`: the feed's last good copy, from whose
+    result a plain list is read by difference."""
     key = digest_key(feed, data, policy_print) if policy_print is not None else ""
     if key and not lines:
         cached = store.digests.load(feed.name, key)
         if cached is not None and cached.summary.holds_at(policy.now):
             return Validated(cached, (), (), False)
     if bulk.applies(data):
-        digest, index, rejected = bulk.validate(feed, data, policy, key, lines=lines)
+        was = before(feed, data, previous, store, policy_print) if key and policy_print else None
+        digest, index, rejected = bulk.validate(feed, data, policy, key, lines=lines,
+                                                before=was)
     else:
         parsed = parse_payloads(feed, data, with_index=lines)
         guard = policy.check(parsed.indicators)

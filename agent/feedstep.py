@@ -224,15 +224,18 @@ class Cache(NamedTuple):
 
 
 def _accepted(feed: FeedConfig, data: source.FeedData, policy: Policy, budget: Budget,
-              clock: Clock, with_index: bool, cache: Cache) -> feedcache.Validated:
+              clock: Clock, with_index: bool, cache: Cache, previous: CachedFeed | None = None
+              ) -> feedcache.Validated:
     """The validated result of `data`: the cached one when its payloads and settings are those
-    of a result kept before (agent.feedcache), else parsed and guarded now."""
+    of a result kept before (agent.feedcache), else parsed and guarded now (by difference
+    from the `previous` copy's result, when that is kept)."""
     budget.take(feed, sum(len(body) for _, _, body in data.payloads), 0)
     started = time.perf_counter()
     try:
         valid = feedcache.validated(
             feed, data, policy.for_feed(feed.min_prefix_v4, feed.min_prefix_v6), cache.store,
-            policy_print=cache.policy_print, lines=with_index, save=cache.save)
+            policy_print=cache.policy_print, lines=with_index, save=cache.save,
+            previous=previous)
     finally:
         clock.add("parse", started)
     budget.take(feed, 0, valid.digest.summary.parsed)
@@ -270,7 +273,7 @@ def process_feed(
     status = "updated" if data is not None and data.fresh else "unchanged"
     if data is not None and data.fresh:
         try:
-            result = _accepted(feed, data, policy, budget, clock, with_index, cache)
+            result = _accepted(feed, data, policy, budget, clock, with_index, cache, cached)
         except Exception as exc:
             error, data = contained(exc, stage="parsing", where=where, keep=_KEEP), None
     record = data.record if data is not None else (cached.record if cached else None)

@@ -116,7 +116,7 @@ class _Others:
         for ind in loose:
             self.deny.add(ind)
 
-    def hits(self, kind: str, probe: set[str]) -> set[str]:
+    def hits(self, kind: str, probe: frozenset[str]) -> set[str]:
         found: set[str] = set()
         if not probe:
             return found
@@ -141,15 +141,25 @@ def _kind_set(union: Blocks, kind: str) -> set[str]:
 def _moved(kind: str, old: Sequence[Digest], new: Sequence[Digest], others: _Others
            ) -> tuple[frozenset[str], frozenset[str]]:
     """(joined, left): the values of `kind` entering and leaving the sources' union."""
+    came, went = _difference(kind, old, new)
+    listed = others.hits(kind, came | went)
+    return frozenset(came - listed), frozenset(went - listed)
+
+
+def _difference(kind: str, old: Sequence[Digest], new: Sequence[Digest]
+                ) -> tuple[frozenset[str], frozenset[str]]:
+    """(came, went) of `kind` between the old and new results of the changed feeds: as the
+    new result says when it was read by difference from the old one (agent.bulk_delta)."""
+    change = new[0].change if len(new) == 1 and len(old) == 1 else None
+    if change is not None and change.base == old[0].ident:
+        return change.added[kind], change.removed[kind]
     before: set[str] = set()
     for digest in old:
         before.update(digest.values(kind))
     after: set[str] = set()
     for digest in new:
         after.update(digest.values(kind))
-    came, went = after - before, before - after
-    listed = others.hits(kind, came | went)
-    return frozenset(came - listed), frozenset(went - listed)
+    return frozenset(after - before), frozenset(before - after)
 
 
 def _covering(previous: LazyBlocklist, others: _Others, new: Sequence[Digest], kind: str,

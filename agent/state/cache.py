@@ -1,8 +1,10 @@
 """cache/NAME/KEY.digest: each feed's validated results (agent.digest), kept between syncs.
 
     header line   "blocklist-agent digest 1 HEADER_SHA256 BODY_SHA256 HEADER_BYTES"
-    header        JSON: the Summary and the byte size of each kind's blob
-    body          the accepted values, one "\\n"-separated blob per kind (agent.digest.KINDS)
+    header        JSON: the Summary and the byte size of each kind's blob, and of the special
+                  rows' (agent.digest.Digest.special; -1: none known)
+    body          the accepted values, one "\\n"-separated blob per kind (agent.digest.KINDS),
+                  then the special rows
 
 A cache is never trusted: a file whose name, key, or either sha256 does not match is removed and
 the result computed again from the verified payloads. It is not fsynced either (losing it costs
@@ -26,16 +28,17 @@ from agent.digest import KINDS, Digest, Summary
 
 log = logging.getLogger(__name__)
 CACHE = "cache"
-MAGIC = b"blocklist-agent digest 1"
+MAGIC = b"blocklist-agent digest 2"
 KEEP = 3
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def encode(digest: Digest) -> bytes:
     blobs = [("\n".join(digest.values(kind))).encode() for kind in KINDS]
-    body = b"".join(blobs)
-    header = json.dumps({"summary": digest.summary.to_json(),
-                         "sizes": [len(b) for b in blobs]}).encode()
+    special = None if digest.special is None else "\n".join(digest.special).encode()
+    body = b"".join([*blobs, special or b""])
+    header = json.dumps({"summary": digest.summary.to_json(), "sizes": [len(b) for b in blobs],
+                         "special": -1 if special is None else len(special)}).encode()
     line = b"%s %s %s %d\n" % (MAGIC, hashlib.sha256(header).hexdigest().encode(),
                                hashlib.sha256(body).hexdigest().encode(), len(header))
     return line + header + body
@@ -57,8 +60,11 @@ def decode(data: bytes, key: str) -> Digest:
     doc = json.loads(header)
     summary = Summary.from_json(doc["summary"])
     sizes = [int(n) for n in doc["sizes"]]
-    if summary.key != key or len(sizes) != len(KINDS) or sum(sizes) != len(body):
+    special = int(doc["special"])
+    if (summary.key != key or len(sizes) != len(KINDS)
+            or sum(sizes) + max(special, 0) != len(body)):
         raise ValueError("its key or sizes do not match")
+    rows = str(body[sum(sizes):], "utf-8")
 
     def values() -> dict[str, list[str]]:
         out, offset = {}, 0
@@ -68,7 +74,8 @@ def decode(data: bytes, key: str) -> Digest:
             offset += n
         return out
 
-    return Digest(summary, values)
+    return Digest(summary, values, special=None if special < 0 else
+                  (rows.split("\n") if rows else []))
 
 
 def load(root: Path, feed: str, key: str) -> Digest | None:

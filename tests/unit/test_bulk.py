@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import bulk
+from agent import bulk, bulk_delta
 from agent.config import FeedConfig
 from agent.digest import KINDS, Digest, from_checked
 from agent.errors import FormatError
@@ -126,3 +126,54 @@ def test_guard_shortcuts_never_hide_a_refusal() -> None:
             bad = POLICY.check_one(Indicator(DOMAIN, name, wild))
             assert bad is None or POLICY.name_suspect(name, wild), (name, wild)
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(line, max_size=30), st.lists(line, max_size=10), st.lists(st.booleans()),
+       st.booleans())
+def test_reading_by_difference_equals_reading_all(
+        old_rows: list[str], added: list[str], drop: list[bool], subdomains: bool) -> None:
+    """A copy read from the previous one's result (agent.bulk_delta) is the full reading's:
+    counts, samples, refusals, provenance, special rows; its change is the lists' difference."""
+    feed = FeedConfig(name="f", url="file:///x", subdomains=subdomains, max_reject_ratio=1.0)
+    kept = [r for r, d in zip(old_rows, [*drop, *[False] * len(old_rows)], strict=False)
+            if not d]
+    new_rows = kept[: len(kept) // 2] + added + kept[len(kept) // 2:]
+    old = Data(("list.txt", "plain", "\n".join(old_rows).encode()))
+    new = Data(("list.txt", "plain", "\n".join(new_rows).encode()))
+    if not bulk.applies(old) or not bulk.applies(new):
+        return
+    with pytest.MonkeyPatch.context() as patch:  # even a change of every row, here
+        patch.setattr(bulk_delta, "MAX_SHARE", float("inf"))
+        previous = bulk.validate(feed, old, POLICY, "k0", lines=True)[0]
+        want = bulk.validate(feed, new, POLICY, "k", lines=True)
+        got = bulk.validate(feed, new, POLICY, "k", lines=True,
+                            before=bulk_delta.Before(old.payloads[0][2].decode(), previous))
+    change = got[0].change
+    assert change is not None and change.base == previous.ident
+    assert got[0].summary == want[0].summary
+    assert sorted(got[0].special or ()) == sorted(want[0].special or ())
+    for kind in KINDS:
+        values = got[0].values(kind)
+        assert len(values) == len(set(values)), kind
+        assert sorted(values) == sorted(want[0].values(kind)), kind
+        now, was = set(values), set(previous.values(kind))
+        assert change.added[kind] == now - was and change.removed[kind] == was - now, kind
+    assert got[1] == want[1]
+    assert got[2] == want[2]
+
+
+def test_a_large_difference_reads_every_row() -> None:
+    feed = FeedConfig(name="f", url="file:///x")
+    old = "\n".join(f"1.2.{i // 250}.{i % 250}" for i in range(1000))
+    new = "\n".join(f"5.6.{i // 250}.{i % 250}" for i in range(1000))
+    previous = bulk.validate(feed, Data(("l", "plain", old.encode())), POLICY, "a", lines=False)
+    got = bulk.validate(feed, Data(("l", "plain", new.encode())), POLICY, "b", lines=False,
+                        before=bulk_delta.Before(old, previous[0]))
+    assert got[0].change is None and got[0].summary.counts["v4"] == 1000
+    small = new.replace("5.6.0.1\n", "9.9.9.9\n")
+    again = bulk.validate(feed, Data(("l", "plain", small.encode())), POLICY, "c", lines=False,
+                          before=bulk_delta.Before(new, got[0]))
+    assert again[0].change is not None
+    assert again[0].change.added["v4"] == {"9.9.9.9"}
+    assert again[0].change.removed["v4"] == {"5.6.0.1"}

@@ -109,3 +109,62 @@ def test_nothing_new_applies_nothing_and_keeps_the_record(synced: Callable[..., 
     assert doc["plan"]["added"] == 1
     newer = json.loads((state_dir / "applied.json").read_text())
     assert newer["meta"]["generation"] == record["meta"]["generation"] + 1
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each reading by difference tried: whether it was taken (agent.bulk_delta)."""
+    from agent import bulk_delta
+    taken: list[bool] = []
+    real = bulk_delta.by_difference
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        shift = real(*args, **kwargs)
+        taken.append(shift is not None)
+        return shift
+
+    monkeypatch.setattr(bulk_delta, "by_difference", spy)
+    return taken
+
+
+def test_an_update_is_read_by_difference_as_a_full_reading_would(
+        synced: Callable[..., Path], cli: Cli, publish: Callable[..., Any],
+        enforced: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new copy of a plain list is read from the previous copy's result, and everything a
+    full reading says holds: the values, the counts, the refusals, the line of each value."""
+    synced()
+    rows = [f"185.220.{i // 200}.{i % 200 + 1}" for i in range(400)] + [
+        f"host{i}.evil.example" for i in range(40)]
+    publish("cert", "\n".join(rows) + "\n", serial=2)
+    assert _sync_json(cli)["feeds"][0]["accepted"] == 440
+    taken = _spy(monkeypatch)
+    new = [*rows[:100], "10.9.8.7", "45.155.205.9", "1.2.3.0/24", "EVIL.example", *rows[101:]]
+    publish("cert", "\n".join(new) + "\n", serial=3)
+    doc = _sync_json(cli)
+    assert taken == [True]
+    feed = doc["feeds"][0]
+    assert feed["parsed"] == 443 and feed["accepted"] == 442 and feed["error"] is None
+    assert feed["guard_rejects"] == {"special-range": 1}, feed
+    sets = enforced()
+    assert "185.220.0.101" not in sets["v4"] and "45.155.205.9" in sets["v4"]
+    assert "10.9.8.7" not in sets["v4"] and "1.2.3.0/24" in sets["v4_nets"]
+    assert "evil.example" in sets["names"] and len(sets["v4"]) == 400
+    why = cli("why", "1.2.3.0/24", "--json").json
+    assert why["sources"][0]["ref"].endswith(":103"), why
+    why = cli("why", "185.220.0.200", "--json").json
+    assert why["sources"][0]["ref"].endswith(":203"), why
+
+
+def test_a_previous_copy_changed_on_disk_is_not_read_by_difference(
+        synced: Callable[..., Path], cli: Cli, publish: Callable[..., Any], state_dir: Path,
+        enforced: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy altered on disk since it was verified is never the base of a reading: it fails
+    its check and is set aside (and its bytes would not match the result's key either), so
+    the new copy is read in full and nothing of the altered one is enforced."""
+    synced()
+    for path in state_dir.rglob("indicators.txt"):
+        path.write_text(LIST.replace("91.92.109.7", "9.9.9.9"))
+    taken = _spy(monkeypatch)
+    publish("cert", LIST + "77.88.99.1\n", serial=2)
+    doc = _sync_json(cli)
+    assert taken == [] and doc["feeds"][0]["accepted"] == 6
+    assert "91.92.109.7" in enforced()["v4"] and "9.9.9.9" not in enforced()["v4"]
