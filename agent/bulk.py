@@ -59,11 +59,13 @@ class _Feed:
     accepted: int = 0
     until: int | None = None
     special: list[str] = field(default_factory=list)  # rows not taken as they are (a payload's)
+    scanned: dict[str, int] = field(default_factory=dict)  # values the scan took, per kind
+    plain: dict[str, int] | None = None  # Digest.plain, when read by difference
     change: Change | None = None  # from the previous copy's result, when read by difference
 
 
 def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, lines: bool,
-             before: bulk_delta.Before | None = None
+             before: Digest | None = None
              ) -> tuple[Digest, tuple[str, ...], tuple[GuardReject, ...]]:
     """(digest, provenance lines if `lines`, every guard reject) of a feed `applies` accepts;
     FormatError past the feed's max_reject_ratio, as parse_payloads raises it. `before`: the
@@ -82,8 +84,13 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, line
     check_reject_ratio(feed, out.rejects, total)
     expired = [g.indicator.expires for g in out.refused
                if g.reason == EXPIRED and g.indicator.expires is not None]
-    values = (out.columns if out.change is not None  # bulk_delta made them unique
-              else {kind: list(dict.fromkeys(found)) for kind, found in out.columns.items()})
+    if out.change is not None:  # bulk_delta made them unique
+        values, plain = out.columns, out.plain
+    elif single:
+        values, plain = _unique(out.columns, out.scanned)
+    else:
+        values = {kind: list(dict.fromkeys(found)) for kind, found in out.columns.items()}
+        plain = None
     counts: dict[str, int] = {}
     for g in out.refused:
         counts[g.reason] = counts.get(g.reason, 0) + 1
@@ -96,12 +103,27 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, line
     # the next copy is read by difference when a few rows are special (bulk_delta.MAX_SHARE)
     special = (tuple(out.special) if single and len(out.special) <= bulk_delta.MAX_SHARE
                * max(total, 1) else None)
-    return (Digest(summary, values, special=special, change=out.change), tuple(out.index),
-            tuple(out.refused))
+    return (Digest(summary, values, special=special, plain=plain, change=out.change),
+            tuple(out.index), tuple(out.refused))
+
+
+def _unique(columns: dict[str, list[str]], scanned: dict[str, int]
+            ) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Each list without repeats, the values the scan took as they are (the plain rows) at its
+    head: (values, how many of them head each list of `scanned`), as Digest.plain says."""
+    values: dict[str, list[str]] = {}
+    marks: dict[str, int] = {}
+    for kind, found in columns.items():
+        n = scanned.get(kind, 0)
+        head = dict.fromkeys(found[:n])
+        values[kind] = [*head, *(v for v in dict.fromkeys(found[n:]) if v not in head)]
+        if kind in scanned:
+            marks[kind] = len(head)
+    return values, marks
 
 
 def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
-             clear: frozenset[str], lines: bool, before: bulk_delta.Before | None) -> None:
+             clear: frozenset[str], lines: bool, before: Digest | None) -> None:
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     rows = text.split("\n")
@@ -110,12 +132,13 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     clear_octet = bytes(str(o) in clear for o in range(256))
     scan = functools.partial(_scan, clear_octet=clear_octet,
                              name_suspect=policy.name_suspect_test(), subdomains=subdomains)
-    shift = (bulk_delta.by_difference(rows, before, scan, out.columns,
-                                      "wild" if subdomains else "names") if before else None)
-    if shift is None:  # every row is read
+    kind = "wild" if subdomains else "names"
+    shift = bulk_delta.by_difference(rows, before, kind) if before is not None else None
+    if shift is None:  # every row is scanned
         odd, suspects = scan(enumerate(rows), v4, names)
-    else:  # the rows the previous copy did not have, and the special ones: one by one
-        odd, suspects = scan(((i, rows[i]) for i in shift.special), v4, names)
+    else:  # the rows that were not plain rows of the previous copy
+        odd, suspects = scan(((i, rows[i]) for i in shift.scan), v4, names)
+    out.scanned = {"v4": len(v4), kind: len(names)}
     verdict: dict[int, Indicator] = {}  # the odd lines that hold an indicator
     refused: list[tuple[int, GuardReject]] = []
     for i in suspects:
@@ -133,7 +156,7 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     out.accepted += len(rows) - rows.count("") - malformed - len(refused)
     out.special = [rows[i] for i in sorted([*odd, *suspects])]
     if shift is not None:
-        out.change = shift.finish(out.columns)
+        out.change, out.plain = shift.finish(rows, out.columns, out.scanned)
     if lines:
         _index(out, path, odd, verdict, subdomains)
 

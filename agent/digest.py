@@ -105,21 +105,24 @@ class Change(NamedTuple):
 class Digest:
     """A Summary plus the accepted values per kind, read on first use (`values`).
 
-    `special`: the rows of a one-payload plain list that its bulk reading did not take as they
-    are (agent.bulk), which the next copy's reading by difference reads again (None: unknown);
-    `change`: set when this result was read by difference, for this sync only (not cached).
+    For a one-payload plain list read by the bulk path (agent.bulk), what the next copy's
+    reading by difference needs (agent.bulk_delta; None otherwise): `special`, the rows it did
+    not take as they are; `plain`, for "v4" and the feed's names kind, how many values at the
+    head of the list are such rows, taken as they are. `change`: set when this result was
+    read by difference, for this sync only (not cached).
     """
 
-    __slots__ = ("_load", "_values", "change", "special", "summary")
+    __slots__ = ("_load", "_values", "change", "plain", "special", "summary")
 
     def __init__(self, summary: Summary,
                  values: Mapping[str, Sequence[str]] | Callable[[], Mapping[str, Sequence[str]]],
-                 *, special: Sequence[str] | None = None, change: Change | None = None
-                 ) -> None:
+                 *, special: Sequence[str] | None = None, plain: Mapping[str, int] | None = None,
+                 change: Change | None = None) -> None:
         self.summary = summary
         self._load = values if callable(values) else None
         self._values: Mapping[str, Sequence[str]] | None = None if callable(values) else values
         self.special = special
+        self.plain = plain if special is not None else None
         self.change = change
 
     @property

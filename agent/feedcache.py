@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import agent
-from agent import bulk, bulk_delta
+from agent import bulk
 from agent.config import FeedConfig
 from agent.digest import Digest, from_checked
 from agent.errors import StateError
-from agent.formats._common import decode
 from agent.formats.policy import Payloads, parse_payloads
 from agent.guards import GuardReject, Policy
 from agent.state import CachedFeed, StateStore
@@ -94,10 +93,10 @@ def _key(feed: FeedConfig, payloads: Iterable[tuple[str, str, bytes]], policy_pr
 
 
 def before(feed: FeedConfig, data: Payloads, previous: CachedFeed | None, store: StateStore,
-           policy_print: str) -> bulk_delta.Before | None:
-    """The previous copy of a one-payload feed and its cached result, to read `data` by
-    difference (agent.bulk_delta). No check of the copy is needed here: the result is found
-    only under the key of the very bytes it was computed from, after they were verified."""
+           policy_print: str) -> Digest | None:
+    """The cached result of the previous copy of a one-payload feed, to read `data` by
+    difference (agent.bulk_delta). The copy is read only for its sha256, under which the
+    result made from those very bytes (once verified) is found, or none is."""
     if previous is None or len(data.payloads) != 1:
         return None
     path, fmt, _ = data.payloads[0]
@@ -108,13 +107,10 @@ def before(feed: FeedConfig, data: Payloads, previous: CachedFeed | None, store:
     except StateError:
         return None
     found = store.digests.load(feed.name, _key(feed, [(path, fmt, body)], policy_print))
-    if (found is None or found.special is None or found.summary.valid_from is not None
+    if (found is None or found.plain is None or found.summary.valid_from is not None
             or found.summary.valid_until is not None):  # verdicts the time may have changed
         return None
-    try:
-        return bulk_delta.Before(decode(body), found)
-    except Exception:
-        return None
+    return found
 
 
 class Validated(NamedTuple):

@@ -2,7 +2,7 @@
 
     header line   "blocklist-agent digest 1 HEADER_SHA256 BODY_SHA256 HEADER_BYTES"
     header        JSON: the Summary and the byte size of each kind's blob, and of the special
-                  rows' (agent.digest.Digest.special; -1: none known)
+                  rows' (agent.digest.Digest.special; -1: none known), Digest.plain
     body          the accepted values, one "\\n"-separated blob per kind (agent.digest.KINDS),
                   then the special rows
 
@@ -38,7 +38,8 @@ def encode(digest: Digest) -> bytes:
     special = None if digest.special is None else "\n".join(digest.special).encode()
     body = b"".join([*blobs, special or b""])
     header = json.dumps({"summary": digest.summary.to_json(), "sizes": [len(b) for b in blobs],
-                         "special": -1 if special is None else len(special)}).encode()
+                         "special": -1 if special is None else len(special),
+                         "plain": None if digest.plain is None else dict(digest.plain)}).encode()
     line = b"%s %s %s %d\n" % (MAGIC, hashlib.sha256(header).hexdigest().encode(),
                                hashlib.sha256(body).hexdigest().encode(), len(header))
     return line + header + body
@@ -74,8 +75,10 @@ def decode(data: bytes, key: str) -> Digest:
             offset += n
         return out
 
+    plain = doc["plain"]
     return Digest(summary, values, special=None if special < 0 else
-                  (rows.split("\n") if rows else []))
+                  (rows.split("\n") if rows else []),
+                  plain=None if plain is None else {str(k): int(n) for k, n in plain.items()})
 
 
 def load(root: Path, feed: str, key: str) -> Digest | None:

@@ -148,7 +148,7 @@ def test_reading_by_difference_equals_reading_all(
         previous = bulk.validate(feed, old, POLICY, "k0", lines=True)[0]
         want = bulk.validate(feed, new, POLICY, "k", lines=True)
         got = bulk.validate(feed, new, POLICY, "k", lines=True,
-                            before=bulk_delta.Before(old.payloads[0][2].decode(), previous))
+                            before=previous)
     change = got[0].change
     assert change is not None and change.base == previous.ident
     assert got[0].summary == want[0].summary
@@ -169,11 +169,11 @@ def test_a_large_difference_reads_every_row() -> None:
     new = "\n".join(f"5.6.{i // 250}.{i % 250}" for i in range(1000))
     previous = bulk.validate(feed, Data(("l", "plain", old.encode())), POLICY, "a", lines=False)
     got = bulk.validate(feed, Data(("l", "plain", new.encode())), POLICY, "b", lines=False,
-                        before=bulk_delta.Before(old, previous[0]))
+                        before=previous[0])
     assert got[0].change is None and got[0].summary.counts["v4"] == 1000
     small = new.replace("5.6.0.1\n", "9.9.9.9\n")
     again = bulk.validate(feed, Data(("l", "plain", small.encode())), POLICY, "c", lines=False,
-                          before=bulk_delta.Before(new, got[0]))
+                          before=got[0])
     assert again[0].change is not None
     assert again[0].change.added["v4"] == {"9.9.9.9"}
     assert again[0].change.removed["v4"] == {"5.6.0.1"}
