@@ -177,3 +177,25 @@ def test_a_large_difference_reads_every_row() -> None:
     assert again[0].change is not None
     assert again[0].change.added["v4"] == {"9.9.9.9"}
     assert again[0].change.removed["v4"] == {"5.6.0.1"}
+
+
+def test_a_kept_result_remembers_its_rows_for_the_next_reading() -> None:
+    """The cache file (agent/state/cache.py) keeps Digest.special and Digest.plain, so that
+    the next copy is read by difference from a result read back from disk."""
+    from agent.state import cache
+
+    feed = FeedConfig(name="f", url="file:///x")
+    body = "1.2.3.4\nEVIL.com\n10.0.0.1\nevil.com\n1.2.3.0/24\nx.org\n" + "".join(
+        f"5.6.7.{i}\n" for i in range(20))  # few special rows: worth remembering
+    digest = bulk.validate(feed, Data(("l", "plain", body.encode())), POLICY, "k",
+                           lines=False)[0]
+    back = cache.decode(cache.encode(digest), "k")
+    assert sorted(back.special or ()) == ["1.2.3.0/24", "10.0.0.1", "EVIL.com"]
+    assert back.plain == {"v4": 21, "names": 2} == digest.plain
+    assert list(back.values("names")) == ["evil.com", "x.org"]
+    new = body.replace("x.org\n", "y.org\n")
+    got = bulk.validate(feed, Data(("l", "plain", new.encode())), POLICY, "k2", lines=False,
+                        before=back)[0]
+    assert got.change is not None and got.change.removed["names"] == {"x.org"}
+    general = from_checked("g", 1, [], POLICY.check([Indicator(IPV4, "1.2.3.4")]))
+    assert cache.decode(cache.encode(general), "g").special is None
