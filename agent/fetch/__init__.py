@@ -2,8 +2,8 @@
 deadline and size caps, and the URL helpers that place a payload or a signature beside a feed."""
 
 from agent.fetch.base import Fetcher, Response
-from agent.fetch.http import MAX_REDIRECTS, HttpFetcher
-from agent.fetch.url import SCHEMES, join_url, signature_url
+from agent.fetch.fetcher import HttpFetcher
+from agent.fetch.url import MAX_REDIRECTS, SCHEMES, join_url, signature_url
 
 __all__ = [
     "MAX_REDIRECTS",

@@ -1,15 +1,19 @@
 """The fetch edge: the only code of the agent that talks to the network (docs/design.md §1).
 
-`HttpFetcher` downloads with requests under a total deadline (`deadline`), reads the body under
-its caps (`body`), and follows redirects by hand so that https -> http, loops and other schemes
-are refused and the deadline spans all hops. Why not plain `requests.get(timeout=...)`: see the
-docstrings of `deadline` and `body`.
+http(s) for `HttpFetcher` (agent.fetch.fetcher): downloads with requests under a total deadline
+(`deadline`), reads the body under its caps (`body`), and follows redirects by hand so that
+https -> http, loops and other schemes are refused and the deadline spans all hops. Why not
+plain `requests.get(timeout=...)`: see the docstrings of `deadline` and `body`.
+
+Each call uses its own `requests.Session`, closed at the end: calls are independent and
+thread-safe, and no pooled connection outlives the deadline that watches it. Feeds refresh
+every few minutes, so keep-alive would gain nothing. Proxies from the environment
+(HTTPS_PROXY, NO_PROXY) are honoured, as requests does.
 """
 
 from __future__ import annotations
 
 import email.utils
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
@@ -17,139 +21,88 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from agent import __version__
 from agent.errors import FetchError
-from agent.fetch.base import Fetcher, Response
+from agent.fetch.base import Response
 from agent.fetch.body import read_body
 from agent.fetch.deadline import Deadline, WatchedAdapter
 from agent.fetch.failure import HopErrors
-from agent.fetch.file import read_file
-from agent.fetch.url import redact, scheme_of
+from agent.fetch.url import MAX_REDIRECTS, redact
 from agent.util.escape import shown
 
-MAX_REDIRECTS = 5
 _REDIRECT_CODES = (301, 302, 303, 307, 308)
 
 
-class HttpFetcher(Fetcher):
-    """http(s) with requests, and file:// from the local disk, under the same caps.
+def get(url: str, base_headers: Mapping[str, str], *, max_size: int, timeout: float,
+        etag: str | None, last_modified: str | None, ca_file: str | None) -> Response:
+    """An http(s) GET under the caps and the deadline, redirects followed by hand."""
+    headers = {**base_headers, "Accept": "*/*"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    conditional = bool(etag or last_modified)
 
-    Each call uses its own `requests.Session`, closed at the end: calls are independent and
-    thread-safe, and no pooled connection outlives the deadline that watches it. Feeds refresh
-    every few minutes, so keep-alive would gain nothing. Proxies from the environment
-    (HTTPS_PROXY, NO_PROXY) are honoured, as requests does.
-    """
-
-    def __init__(self, user_agent: str = f"blocklist-agent/{__version__}") -> None:
-        self.user_agent = user_agent
-
-    def get(
-        self,
-        url: str,
-        *,
-        max_size: int,
-        timeout: float,
-        etag: str | None = None,
-        last_modified: str | None = None,
-        ca_file: str | None = None,
-    ) -> Response:
-        scheme = scheme_of(url)
-        if scheme == "file":
-            return read_file(url, max_size)
-        _check_ca_file(ca_file, url)
-        headers = self._headers({"Accept": "*/*"})
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
-        conditional = bool(etag or last_modified)
-
-        with Deadline(timeout) as deadline, requests.Session() as session:
-            adapter = WatchedAdapter()
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            current = url
-            seen = {url}
-            for _hop in range(MAX_REDIRECTS + 1):
-                failure = HopErrors(url, current, timeout, deadline, ca_file)
-                response = _send(session, current, headers, ca_file, deadline, failure)
-                try:
-                    status = response.status_code
-                    if status in _REDIRECT_CODES:
-                        current = _redirect_target(response, current, seen, failure)
-                        continue
-                    if status == 304 and conditional:
-                        return Response(
-                            url=current,
-                            status=304,
-                            data=b"",
-                            etag=response.headers.get("ETag") or etag,
-                            last_modified=response.headers.get("Last-Modified") or last_modified,
-                        )
-                    if status != 200:
-                        raise _refused(failure, response)
-                    return _complete(response, current, max_size, deadline, failure)
-                finally:
-                    response.close()
-            raise failure.error(
-                f"more than {MAX_REDIRECTS} redirects",
-                "the feed URL redirects too often: use the final URL in the configuration, or "
-                "tell the feed publisher",
-                "redirect-loop",
-            )
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None = None,
-        max_size: int,
-        timeout: float,
-        ca_file: str | None = None,
-    ) -> Response:
-        if scheme_of(url) == "file":
-            raise FetchError("an API request cannot go to a file:// URL", where=url,
-                             reason="unsupported-scheme", hint="use the server's https:// URL")
-        _check_ca_file(ca_file, url)
-        with Deadline(timeout) as deadline, requests.Session() as session:
-            adapter = WatchedAdapter()
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            failure = HopErrors(url, url, timeout, deadline, ca_file)
-            response = _send(session, url, self._headers(headers), ca_file, deadline, failure,
-                             method=method, body=body)
+    with Deadline(timeout) as deadline, requests.Session() as session:
+        adapter = WatchedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        current = url
+        seen = {url}
+        for _hop in range(MAX_REDIRECTS + 1):
+            failure = HopErrors(url, current, timeout, deadline, ca_file)
+            response = _send(session, current, headers, ca_file, deadline, failure)
             try:
-                if response.status_code in _REDIRECT_CODES:
-                    target = response.headers.get("Location", "(no Location)")
-                    raise failure.error(
-                        f"the server redirected the request to {redact(target)}",
-                        "API requests are not redirected (they carry the credential): use the "
-                        "final URL in the configuration; a redirect to a login page means the "
-                        "server did not take the credential",
-                        "redirect-invalid",
+                status = response.status_code
+                if status in _REDIRECT_CODES:
+                    current = _redirect_target(response, current, seen, failure)
+                    continue
+                if status == 304 and conditional:
+                    return Response(
+                        url=current,
+                        status=304,
+                        data=b"",
+                        etag=response.headers.get("ETag") or etag,
+                        last_modified=response.headers.get("Last-Modified") or last_modified,
                     )
-                if response.status_code != 200:
+                if status != 200:
                     raise _refused(failure, response)
-                return _complete(response, url, max_size, deadline, failure)
+                return _complete(response, current, max_size, deadline, failure)
             finally:
                 response.close()
-
-    def _headers(self, extra: Mapping[str, str]) -> dict[str, str]:
-        # Only gzip: it is the one encoding decoded with a bounded output (agent.fetch.body).
-        return {"User-Agent": self.user_agent, "Accept-Encoding": "gzip", **extra}
-
-
-def _check_ca_file(ca_file: str | None, url: str) -> None:
-    if ca_file is not None and not os.path.isfile(ca_file):
-        raise FetchError(
-            f"the CA file {ca_file} does not exist or is not a file",
-            hint="fix ca_file for this feed: it must be a PEM file with the CA certificate(s) "
-            "that signed the feed server's certificate",
-            where=redact(url),
-            reason="tls",
+        raise failure.error(
+            f"more than {MAX_REDIRECTS} redirects",
+            "the feed URL redirects too often: use the final URL in the configuration, or "
+            "tell the feed publisher",
+            "redirect-loop",
         )
+
+
+def request(method: str, url: str, base_headers: Mapping[str, str], *,
+            headers: Mapping[str, str], body: bytes | None, max_size: int, timeout: float,
+            ca_file: str | None) -> Response:
+    """An API request (MISP, TAXII): never redirected, since it carries the credential."""
+    with Deadline(timeout) as deadline, requests.Session() as session:
+        adapter = WatchedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        failure = HopErrors(url, url, timeout, deadline, ca_file)
+        response = _send(session, url, {**base_headers, **headers}, ca_file, deadline, failure,
+                         method=method, body=body)
+        try:
+            if response.status_code in _REDIRECT_CODES:
+                target = response.headers.get("Location", "(no Location)")
+                raise failure.error(
+                    f"the server redirected the request to {redact(target)}",
+                    "API requests are not redirected (they carry the credential): use the "
+                    "final URL in the configuration; a redirect to a login page means the "
+                    "server did not take the credential",
+                    "redirect-invalid",
+                )
+            if response.status_code != 200:
+                raise _refused(failure, response)
+            return _complete(response, url, max_size, deadline, failure)
+        finally:
+            response.close()
 
 
 def _complete(response: requests.Response, url: str, max_size: int, deadline: Deadline,

@@ -9,6 +9,7 @@ from agent.errors import FetchError, VerifyError
 from agent.util.feedpath import payload_path_problem
 
 SCHEMES = ("http", "https", "file")
+MAX_REDIRECTS = 5  # followed by hand (agent.fetch.http), each hop under the same deadline
 
 
 def join_url(base: str, relative: str) -> str:
