@@ -14,6 +14,7 @@ ranges. Only blocked addresses inside it count. Pure integer arithmetic on spans
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 from agent.guards import SPECIAL_V4, SPECIAL_V6
@@ -64,8 +65,14 @@ def _family_share(singles: int, nets: frozenset[str], family: int) -> float:
     """Prefixes exactly; single addresses one each without looking at them (they lie outside the
     prefixes, as the merge leaves them, and only `allow_special` lets one be non-public): a
     million of them weigh 0.03 % of IPv4, and the check stays free on every sync."""
-    count = public_count(set_spans(nets, family), family) + singles
-    return count / PUBLIC_SIZE[family]
+    return (nets_public(nets, family) + singles) / PUBLIC_SIZE[family]
+
+
+@lru_cache(maxsize=4)
+def nets_public(nets: frozenset[str], family: int) -> int:
+    """The public addresses of a blocklist's prefixes, asked before and after a plan that
+    moved only single addresses (agent.merge_delta): the same set, counted once."""
+    return public_count(set_spans(nets, family), family)
 
 
 def blocklist_share(bl: Blocklist) -> Share:

@@ -317,23 +317,28 @@ class Policy:
     def name_suspect_test(self) -> Callable[[str, bool], bool]:
         """`name_suspect` with everything it reads bound once (the bulk path calls it for every
         name of a list): the public-suffix test as two set lookups where the list offers them
-        (a superset: its exceptions are not subtracted)."""
+        (a superset: its exceptions are not subtracted). The list is parsed at the first name
+        that reaches that test: a sync that reads no new name does not parse it."""
         names, suffixes, ancestors = (self.protected_names, self.protected_suffixes,
                                       self.protected_ancestors)
         lifelines, life_ancestors = self.lifeline_names, self.lifeline_ancestors
         longest = MAX_DNS_NAME - len(self.zone) - 6  # an owner under dns.zone, generously
         sets = getattr(self.psl, "suffix_sets", None)
-        plain, wild = sets() if callable(sets) else (None, None)
+        plain: frozenset[str] | None = None  # the list is read at the first name that needs it
+        wild: frozenset[str] = frozenset()
         is_suffix = self.psl.is_public_suffix
 
         def suspect(name: str, subdomains: bool) -> bool:
+            nonlocal plain, wild
             if ("." not in name or name in names or name.endswith(suffixes)
                     or name in lifelines or len(name) > longest or "rpz-" in name):
                 return True
             if subdomains and (name in ancestors or name in life_ancestors):
                 return True
-            if plain is None or wild is None:
-                return is_suffix(name)
+            if plain is None:
+                if not callable(sets):
+                    return is_suffix(name)
+                plain, wild = sets()
             return name in plain or name[name.find(".") + 1:] in wild
 
         return suspect

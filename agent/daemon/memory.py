@@ -17,6 +17,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from agent.coverage import nets_public
 from agent.digest import Digest
 from agent.ledger import Delta, LazyBlocklist
 from agent.merge import Blocklist
@@ -68,6 +69,7 @@ def release() -> None:
     per-sync caches go first: a few live objects left among a sync's millions of freed ones
     keep whole allocator arenas mapped."""
     set_spans.cache_clear()
+    nets_public.cache_clear()
     gc.collect()
     libc = _libc()
     trim = getattr(libc, "malloc_trim", None)
