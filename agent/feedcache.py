@@ -21,10 +21,9 @@ import agent
 from agent import bulk
 from agent.config import FeedConfig
 from agent.digest import Digest, from_checked
-from agent.errors import StateError
 from agent.formats.policy import Payloads, parse_payloads
 from agent.guards import GuardReject, Policy
-from agent.state import CachedFeed, StateStore
+from agent.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -92,21 +91,15 @@ def _key(feed: FeedConfig, payloads: Iterable[tuple[str, str, bytes]], policy_pr
     return key.hexdigest()
 
 
-def before(feed: FeedConfig, data: Payloads, previous: CachedFeed | None, store: StateStore,
+def before(feed: FeedConfig, data: Payloads, previous: Payloads | None, store: StateStore,
            policy_print: str) -> Digest | None:
-    """The cached result of the previous copy of a one-payload feed, to read `data` by
-    difference (agent.bulk_delta). The copy is read only for its sha256, under which the
-    result made from those very bytes (once verified) is found, or none is."""
-    if previous is None or len(data.payloads) != 1:
+    """The cached result of the feed's previous (verified) copy, when it is a one-payload copy
+    like `data`: the base of a reading by difference (agent.bulk_delta)."""
+    if previous is None or len(data.payloads) != 1 or len(previous.payloads) != 1:
         return None
-    path, fmt, _ = data.payloads[0]
-    if previous.record.files.get(path) != fmt:
+    if previous.payloads[0][:2] != data.payloads[0][:2]:  # another file or format
         return None
-    try:
-        body = previous.read(path)
-    except StateError:
-        return None
-    found = store.digests.load(feed.name, _key(feed, [(path, fmt, body)], policy_print))
+    found = store.digests.load(feed.name, _key(feed, previous.payloads, policy_print))
     if (found is None or found.plain is None or found.summary.valid_from is not None
             or found.summary.valid_until is not None):  # verdicts the time may have changed
         return None
@@ -122,11 +115,11 @@ class Validated(NamedTuple):
 
 def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStore, *,
               policy_print: str | None, lines: bool, save: bool,
-              previous: CachedFeed | None = None) -> Validated:
+              previous: Payloads | None = None) -> Validated:
     """The validated result of this copy. `lines`: the provenance and reject lines are needed
     too (a fresh copy, to be recorded), which the cache does not hold; `save`: keep a result
-    computed now (never in a dry run); `previous`: the feed's last good copy, from whose
-    result a plain list is read by difference."""
+    computed now (never in a dry run); `previous`: the feed's last good copy (verified), from
+    whose result a plain list is read by difference."""
     key = digest_key(feed, data, policy_print) if policy_print is not None else ""
     if key and not lines:
         cached = store.digests.load(feed.name, key)

@@ -197,21 +197,23 @@ def guard_lines(rejected: Sequence[GuardReject]) -> list[str]:
     return [f"{g.indicator.value}\t{g.reason}\t{g.detail}\n" for g in rejected]
 
 
-def _cached(feed: FeedConfig, store: StateStore, verify: bool) -> CachedFeed | None:
+def _cached(feed: FeedConfig, store: StateStore, verify: bool
+            ) -> tuple[CachedFeed | None, source.FeedData | None]:
     """The last good copy, checked before it is used for anything (its ETag included): a copy
     that fails its check is moved aside, so the feed is downloaded whole, unconditionally,
-    instead of a 304 keeping a damaged cache for ever."""
+    instead of a 304 keeping a damaged cache for ever. With it, its verified payloads when
+    `verify` (the copy used if the feed did not change, the base of a reading by difference
+    if it did): verified once per sync."""
     cached = store.load_feed(feed.name)
     if cached is None or not verify:
-        return cached
+        return cached, None
     try:
-        sources.load_cached(feed, cached)  # verified, then dropped: memory for one copy only
+        return cached, sources.load_cached(feed, cached)
     except Exception as exc:
         problem = contained(exc, stage="verifying the cached copy", where=f"feed {feed.name}",
                             keep="it is downloaded again")
         store.set_aside_feed(feed.name, f"the cached copy failed its check: {problem.what}")
-        return None
-    return cached
+        return None, None
 
 
 class Cache(NamedTuple):
@@ -224,8 +226,8 @@ class Cache(NamedTuple):
 
 
 def _accepted(feed: FeedConfig, data: source.FeedData, policy: Policy, budget: Budget,
-              clock: Clock, with_index: bool, cache: Cache, previous: CachedFeed | None = None
-              ) -> feedcache.Validated:
+              clock: Clock, with_index: bool, cache: Cache,
+              previous: source.FeedData | None = None) -> feedcache.Validated:
     """The validated result of `data`: the cached one when its payloads and settings are those
     of a result kept before (agent.feedcache), else parsed and guarded now (by difference
     from the `previous` copy's result, when that is kept)."""
@@ -252,7 +254,7 @@ def process_feed(
     where = f"feed {feed.name}"
     cache = Cache(store, policy_print, save=with_index)  # with_index: not a dry run
     try:
-        cached = _cached(feed, store, verify=refresh)
+        cached, verified = _cached(feed, store, verify=refresh)
     except Exception as exc:
         return FeedOutcome(feed.name, "failed", None, refreshed=refresh, error=contained(
             exc, stage="reading the cached copy", where=where, keep="it is downloaded again"))
@@ -273,7 +275,7 @@ def process_feed(
     status = "updated" if data is not None and data.fresh else "unchanged"
     if data is not None and data.fresh:
         try:
-            result = _accepted(feed, data, policy, budget, clock, with_index, cache, cached)
+            result = _accepted(feed, data, policy, budget, clock, with_index, cache, verified)
         except Exception as exc:
             error, data = contained(exc, stage="parsing", where=where, keep=_KEEP), None
     record = data.record if data is not None else (cached.record if cached else None)
@@ -284,8 +286,8 @@ def process_feed(
         if cached is None:
             return FeedOutcome(feed.name, "failed", None, error=error)
         try:
-            result = _accepted(feed, sources.load_cached(feed, cached), policy, budget, clock,
-                               False, cache)
+            result = _accepted(feed, verified or sources.load_cached(feed, cached), policy,
+                               budget, clock, False, cache)
         except Exception as exc:
             problem = contained(exc, stage="parsing the cached copy", where=where,
                                 keep="nothing of this feed is enforced until it is fetched again")
