@@ -13,6 +13,7 @@ value, reject for reject, in the same order (tests/unit/test_bulk.py compares th
 from __future__ import annotations
 
 import functools
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from agent import bulk_delta
 from agent.config import FeedConfig
 from agent.digest import KINDS, SAMPLE, Change, Digest, Summary, kind_of
 from agent.formats import collector_paused, sniff
-from agent.formats._common import decode, finish
+from agent.formats._common import decode, finish, has_bad_bytes
 from agent.formats.plain import is_bare
 from agent.formats.policy import Payloads, check_reject_ratio, too_many
 from agent.guards import EXPIRED, GuardReject, Policy
@@ -34,17 +35,28 @@ _name = HOSTNAME_RE.fullmatch
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.-"  # as indicators.canonical_kind
 
 
+_COMMENT_LINE = re.compile(r"^[#;].*$", re.MULTILINE)
+
+
 def applies(data: Payloads) -> bool:
-    """Every payload is a plain list without comments, blanks around values or odd bytes."""
+    """Every payload is a plain list without trailing comments, blanks around values or odd
+    bytes (whole-line comments are fine: the header most public lists carry)."""
     return all((fmt == "plain" or (fmt in ("", "auto") and sniff(body) == "plain"))
-               and _bare(body) for _, fmt, body in data.payloads)
+               and _bare(body) is not None for _, fmt, body in data.payloads)
 
 
-def _bare(body: bytes) -> bool:
+def _bare(body: bytes) -> str | None:
+    """The payload's text with each whole-line comment blanked (as the general path skips
+    it, line numbers kept), when the rest is bare; else None (the general path reads it)."""
     try:
-        return is_bare(decode(body))
+        text = decode(body)
+        if "#" in text or ";" in text:
+            if has_bad_bytes(text):
+                return None  # a line that is not UTF-8 is a reject, even a comment
+            text = _COMMENT_LINE.sub("", text)
+        return text if is_bare(text) else None
     except Exception:
-        return False
+        return None
 
 
 @dataclass
@@ -76,7 +88,9 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, line
     single = len(data.payloads) == 1
     with collector_paused():
         for path, _, body in data.payloads:
-            _payload(out, path, decode(body), feed.subdomains, policy, clear, lines,
+            text = _bare(body)
+            assert text is not None, "bulk.validate of a payload bulk.applies refuses"
+            _payload(out, path, text, feed.subdomains, policy, clear, lines,
                      before if single else None)
             if out.accepted + len(out.refused) > feed.max_indicators:  # as parse_payloads
                 raise too_many(feed, out.accepted + len(out.refused), path)

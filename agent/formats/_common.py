@@ -66,6 +66,11 @@ def decode(data: bytes) -> str:
         return data.decode("utf-8", "surrogateescape")
 
 
+def has_bad_bytes(text: str) -> bool:
+    """Does the text hold bytes that were not UTF-8 (decode keeps them as lone surrogates)?"""
+    return not text.isascii() and _BAD_BYTE.search(text) is not None
+
+
 def split_lines(text: str) -> tuple[list[str], list[Reject]]:
     """Lines without their CR/LF, and one reject for each line holding bytes that are not UTF-8.
 
@@ -76,7 +81,7 @@ def split_lines(text: str) -> tuple[list[str], list[Reject]]:
         text = text.replace("\r\n", "\n")
     lines = text.split("\n")
     rejects: list[Reject] = []
-    if not text.isascii() and _BAD_BYTE.search(text):
+    if has_bad_bytes(text):
         for index, line in enumerate(lines):
             bad = _BAD_BYTE.search(line)
             if bad:

@@ -41,7 +41,8 @@ TOKENS = [
     "hxxp://evil.com/x", "https://a.evil.com:8443/p", "*.wild.com", ".dot.com", "*.fr",
     "host1", "a.b1", "x.123", "1password.com", "xn--bcher-kva.example", "_dmarc.evil.com",
     "-bad.com", "a..b", "a" * 64 + ".com", ("a" * 60 + ".") * 5 + "com", "!!", "a/b", "%",
-    "evil.com/path", "09.com", "1.2.3.4a",
+    "evil.com/path", "09.com", "1.2.3.4a", "# a header, as most lists have", ";comment", "#",
+    "# Liste é", "#\t1.2.3.4", " # indented", "1.2.3.4 # trailing",
 ]
 line = st.one_of(st.sampled_from(TOKENS), st.just(""),
                  st.from_regex(r"[a-z0-9]{1,8}\.(com|fr|ck|uk)", fullmatch=True),
@@ -102,6 +103,19 @@ def test_two_payloads_crlf_and_auto() -> None:
     feed = FeedConfig(name="f", url="file:///x")
     same(feed, Data(("a.txt", "plain", b"1.2.3.4\r\n10.0.0.1\r\nevil.com\r\n"),
                     ("b.txt", "auto", b"co.uk\n\nEVIL.com\n*.x.com\n45.10.9.9\n")))
+
+
+def test_a_list_with_a_comment_header_takes_the_bulk_path() -> None:
+    """Most public lists start with comment lines: they are skipped, line numbers kept."""
+    feed = FeedConfig(name="f", url="file:///x")
+    body = "# Example list\n# generated 2026-12-01 \u00e9\n;x\r\n1.2.3.4\n#mid\nEVIL.com\n10.0.0.1\n"
+    data = Data(("l.txt", "plain", body.encode()))
+    assert bulk.applies(data)
+    same(feed, data)
+    digest, index, _ = bulk.validate(feed, data, POLICY, "k", lines=True)
+    assert digest.summary.parsed == 3 and "evil.com\t\tl.txt:6\n" in index
+    bad = Data(("l.txt", "plain", b"# caf\xe9\n1.2.3.4\n"))  # not UTF-8: a reject, not a comment
+    assert not bulk.applies(bad)
 
 
 def test_what_the_bulk_path_does_not_take() -> None:
