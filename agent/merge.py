@@ -24,7 +24,7 @@ from agent.indicators import DOMAIN, DROP, IPV4, IPV6, NODATA, Indicator
 from agent.merge_scope import ACTION_RANK as _RANK
 from agent.merge_scope import Blocks, scoped_blocks
 from agent.merge_scope import covering_parent as covering_parent  # plan, why and tests use it
-from agent.netrange import AF_INET, AF_INET6, SpanSet, join, spans, subtract, to_cidrs
+from agent.netrange import AF_INET, AF_INET6, SpanSet, join, known_spans, spans, subtract, to_cidrs
 from agent.netrange import aggregate as aggregate  # the kill switch's allowlist uses it too
 
 # Appended, never reordered: applied.json and the DNS fingerprints are read by these names.
@@ -164,7 +164,10 @@ def _addresses(addrs: set[str], nets: set[str], allowed: list[str], family: int
     carved = {c for c in cidrs if "/" not in c}  # what carving left as single addresses
     covering = SpanSet(family, join(sorted([*blocked, *holes])))
     kept = covering.outside(addrs) if covering and addrs else addrs
-    return frozenset(kept | carved), frozenset(c for c in cidrs if "/" in c)
+    prefixes = frozenset(c for c in cidrs if "/" in c)
+    if not carved:  # then the prefixes span exactly `blocked`, which the share reads next
+        known_spans(prefixes, family, blocked)
+    return frozenset(kept | carved), prefixes
 
 
 def name_trigger(bl: Blocklist, name: str) -> tuple[str, str] | None:

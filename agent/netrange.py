@@ -16,7 +16,6 @@ from __future__ import annotations
 import socket
 from bisect import bisect_right
 from collections.abc import Iterable
-from functools import lru_cache
 from itertools import repeat
 
 Span = tuple[int, int]
@@ -64,11 +63,32 @@ def spans(values: Iterable[str], family: int) -> list[Span]:
     return join(sorted(map(span, values, repeat(family))))
 
 
-@lru_cache(maxsize=8)
+_KNOWN: dict[tuple[frozenset[str], int], tuple[Span, ...]] = {}
+_KNOWN_MAX = 8
+
+
 def set_spans(values: frozenset[str], family: int) -> tuple[Span, ...]:
     """`spans` of a set that is read several times in one sync (a blocklist's prefixes: the
     address share before and after, the covering test of a merge by difference)."""
-    return tuple(spans(values, family))
+    found = _KNOWN.get((values, family))
+    if found is None:
+        found = known_spans(values, family, spans(values, family))
+    return found
+
+
+def known_spans(values: frozenset[str], family: int, joined: Iterable[Span]
+                ) -> tuple[Span, ...]:
+    """Remember `joined` as the spans of `values`, which the caller computed anyway (the merge,
+    whose prefixes the address share reads next)."""
+    found = _KNOWN[(values, family)] = tuple(joined)
+    while len(_KNOWN) > _KNOWN_MAX:
+        del _KNOWN[next(iter(_KNOWN))]
+    return found
+
+
+def forget_spans() -> None:
+    """Drop the remembered spans (the daemon, between syncs: they hold the sets alive)."""
+    _KNOWN.clear()
 
 
 def join(ordered: Iterable[Span]) -> list[Span]:

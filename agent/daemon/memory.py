@@ -21,7 +21,7 @@ from agent.coverage import nets_public
 from agent.digest import Digest
 from agent.ledger import Delta, LazyBlocklist
 from agent.merge import Blocklist
-from agent.netrange import set_spans
+from agent.netrange import forget_spans
 from agent.plan import Plan, SetChange
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def release() -> None:
     """Collect, then give the freed heap back to the system (glibc; elsewhere a no-op). The
     per-sync caches go first: a few live objects left among a sync's millions of freed ones
     keep whole allocator arenas mapped."""
-    set_spans.cache_clear()
+    forget_spans()
     nets_public.cache_clear()
     gc.collect()
     libc = _libc()

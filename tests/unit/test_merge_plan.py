@@ -123,3 +123,20 @@ def test_small_lists_are_not_held_but_emptying_them_is() -> None:
     carved = bl("8.8.8.8", "9.9.9.9", "1.1.1.0/24", allow=("1.1.1.7",))  # 1 prefix -> 7 pieces
     assert make_plan(old, carved, max_change=0.5).held is None
     assert make_plan(old, bl(), max_change=0.5).held is not None
+
+
+def test_the_spans_a_merge_remembers_are_its_prefixes_spans() -> None:
+    """The merge hands the spans it computed to the address share (netrange.known_spans): they
+    must be those of the prefixes it returns, whatever was joined or carved."""
+    from agent import netrange
+
+    rnd = random.Random(7)
+    for _ in range(200):
+        nets = [f"10.{rnd.randrange(4)}.{rnd.randrange(4)}.{rnd.randrange(4) * 64}/"
+                f"{rnd.choice([24, 25, 26, 32])}" for _ in range(rnd.randrange(1, 12))]
+        allow = [f"10.{rnd.randrange(4)}.{rnd.randrange(4)}.{rnd.randrange(256)}"
+                 for _ in range(rnd.randrange(3))]
+        netrange.forget_spans()
+        bl = merge([[normalize(n) for n in nets]], [normalize(a) for a in allow])
+        assert netrange.set_spans(bl.v4_nets, netrange.AF_INET) == tuple(
+            netrange.spans(bl.v4_nets, netrange.AF_INET)), (nets, allow)
