@@ -17,7 +17,8 @@ three `sync` processes, each from a fresh interpreter as cron or a shell would s
 - nochange: every feed the same serial;
 
 then the daemon (`blocklist-agent run`) on the same state: its start-up sync, its first
-refresh, then a refresh after one more 1 % update; its resident memory is read once it is idle.
+refresh, then a refresh after one more 1 % update (its duration, as the daemon reports it in
+status.json: no process start); its resident memory is read once it is idle.
 Peak RSS of each sync is the agent process itself (its children, nft, apart); CPU seconds
 (the agent's own and nft's) are printed too, since wall time on a shared machine also counts
 the other tenants. Prints JSON: the
@@ -236,7 +237,8 @@ class Bench:
         if last["result"] != "ok":
             sys.exit(f"the daemon's last sync was {last['result']}: {json.dumps(last)[:2000]}")
         return {"idle_rss_mib": round(mem["VmRSS"] / 1024, 1),
-                "peak_rss_mib": round(mem["VmHWM"] / 1024, 1)}
+                "peak_rss_mib": round(mem["VmHWM"] / 1024, 1),
+                "update_s": last.get("duration")}  # the 1 % update inside the daemon
 
     def _one_percent(self) -> int:
         return sum(len(f.lines()) for f in self.feeds) // 100
