@@ -108,7 +108,8 @@ def test_two_payloads_crlf_and_auto() -> None:
 def test_a_list_with_a_comment_header_takes_the_bulk_path() -> None:
     """Most public lists start with comment lines: they are skipped, line numbers kept."""
     feed = FeedConfig(name="f", url="file:///x")
-    body = "# Example list\n# generated 2026-12-01 \u00e9\n;x\r\n1.2.3.4\n#mid\nEVIL.com\n10.0.0.1\n"
+    body = ("# Example list\n# generated 2026-12-01 \u00e9\n;x\r\n1.2.3.4\n#mid\nEVIL.com\n"
+            "10.0.0.1\n")
     data = Data(("l.txt", "plain", body.encode()))
     assert bulk.applies(data)
     same(feed, data)
