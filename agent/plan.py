@@ -112,7 +112,9 @@ def make_plan(
     changes: dict[str, SetChange] = {}
     added = removed = 0
     for name, before, after in zip(SET_NAMES, old, new, strict=True):
-        if before == after:
+        if not before or not after:  # a first sync: the set itself, not a copy of it
+            change = SetChange(after, before, len(before), len(after))
+        elif before == after:
             change = SetChange(frozenset(), frozenset(), len(before), len(after))
         else:
             change = SetChange(after - before, before - after, len(before), len(after))

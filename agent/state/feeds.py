@@ -89,7 +89,7 @@ class CachedFeed:
     def _canonical(self, path: str, flag: str, written: list[tuple[int, str]]
                    ) -> Iterator[str]:
         try:
-            text = self.read(path).decode("utf-8", "replace")
+            text = self.read(path).decode("utf-8", "replace").removeprefix("\ufeff")  # a BOM
         except StateError:
             return
         pending = iter(written)

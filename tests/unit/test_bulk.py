@@ -119,6 +119,13 @@ def test_a_list_with_a_comment_header_takes_the_bulk_path() -> None:
     assert not bulk.applies(bad)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_value() -> None:
+    """decode drops a UTF-8 BOM; the provenance read back (CachedFeed) must drop it too, or
+    the first value of the list has no line for `why`."""
+    same(FeedConfig(name="f", url="file:///x"),
+         Data(("l.txt", "plain", b"\xef\xbb\xbf1.2.3.4\nevil.com\n")))
+
+
 def test_what_the_bulk_path_does_not_take() -> None:
     assert not bulk.applies(Data(("a", "plain", b"1.2.3.4 # comment\n")))
     assert not bulk.applies(Data(("a", "hosts", b"0.0.0.0 evil.com\n")))
