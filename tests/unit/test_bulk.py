@@ -10,6 +10,7 @@ line, in order, and on refusing the whole update past max_reject_ratio.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +153,14 @@ def test_guard_shortcuts_never_hide_a_refusal() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(line, max_size=30), st.lists(line, max_size=10), st.lists(st.booleans()),
-       st.booleans())
+       st.booleans(), st.sampled_from([0.2, 1.0]))
 def test_reading_by_difference_equals_reading_all(
-        old_rows: list[str], added: list[str], drop: list[bool], subdomains: bool) -> None:
+        old_rows: list[str], added: list[str], drop: list[bool], subdomains: bool,
+        ratio: float) -> None:
     """A copy read from the previous one's result (agent.bulk_delta) is the full reading's:
-    counts, samples, refusals, provenance, special rows; its change is the lists' difference."""
-    feed = FeedConfig(name="f", url="file:///x", subdomains=subdomains, max_reject_ratio=1.0)
+    counts, samples, refusals, provenance, special rows, a refusal past max_reject_ratio; its
+    change is the lists' difference."""
+    feed = FeedConfig(name="f", url="file:///x", subdomains=subdomains, max_reject_ratio=ratio)
     kept = [r for r, d in zip(old_rows, [*drop, *[False] * len(old_rows)], strict=False)
             if not d]
     new_rows = kept[: len(kept) // 2] + added + kept[len(kept) // 2:]
@@ -167,10 +170,16 @@ def test_reading_by_difference_equals_reading_all(
         return
     with pytest.MonkeyPatch.context() as patch:  # even a change of every row, here
         patch.setattr(bulk_delta, "MAX_SHARE", float("inf"))
-        previous = bulk.validate(feed, old, POLICY, "k0", lines=True)[0]
-        want = bulk.validate(feed, new, POLICY, "k", lines=True)
-        got = bulk.validate(feed, new, POLICY, "k", lines=True,
-                            before=previous)
+        previous = bulk.validate(replace(feed, max_reject_ratio=1.0), old, POLICY, "k0",
+                                 lines=True)[0]
+        try:
+            want = bulk.validate(feed, new, POLICY, "k", lines=True)
+        except FormatError as exc:
+            with pytest.raises(FormatError) as refused:
+                bulk.validate(feed, new, POLICY, "k", lines=True, before=previous)
+            assert str(refused.value) == str(exc)
+            return
+        got = bulk.validate(feed, new, POLICY, "k", lines=True, before=previous)
     change = got[0].change
     assert change is not None and change.base == previous.ident
     assert got[0].summary == want[0].summary
