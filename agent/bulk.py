@@ -41,8 +41,19 @@ _COMMENT_LINE = re.compile(r"^[#;].*$", re.MULTILINE)
 def applies(data: Payloads) -> bool:
     """Every payload is a plain list without trailing comments, blanks around values or odd
     bytes (whole-line comments are fine: the header most public lists carry)."""
-    return all((fmt == "plain" or (fmt in ("", "auto") and sniff(body) == "plain"))
-               and _bare(body) is not None for _, fmt, body in data.payloads)
+    return texts(data) is not None
+
+
+def texts(data: Payloads) -> tuple[str, ...] | None:
+    """Each payload's text as `validate` reads it, when the bulk path takes them all."""
+    out = []
+    for _, fmt, body in data.payloads:
+        text = (_bare(body) if fmt == "plain" or (fmt in ("", "auto") and sniff(body) == "plain")
+                else None)
+        if text is None:
+            return None
+        out.append(text)
+    return tuple(out)
 
 
 def _bare(body: bytes) -> str | None:
@@ -77,19 +88,19 @@ class _Feed:
 
 
 def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, lines: bool,
-             before: Digest | None = None
+             before: Digest | None = None, read: tuple[str, ...] | None = None
              ) -> tuple[Digest, tuple[str, ...], tuple[GuardReject, ...]]:
     """(digest, provenance lines if `lines`, every guard reject) of a feed `applies` accepts;
     FormatError past the feed's max_reject_ratio, as parse_payloads raises it. `before`: the
-    previous copy of a one-payload feed and its result, to read the new one by difference
-    (agent.bulk_delta)."""
+    result of the previous copy of a one-payload feed, to read this one by difference
+    (agent.bulk_delta). `read`: the payloads' `texts`, when the caller has them already."""
     out = _Feed()
     clear = policy.clear_first_octets()
     single = len(data.payloads) == 1
     with collector_paused():
-        for path, _, body in data.payloads:
-            text = _bare(body)
-            assert text is not None, "bulk.validate of a payload bulk.applies refuses"
+        found = read if read is not None else texts(data)
+        assert found is not None, "bulk.validate of payloads bulk.applies refuses"
+        for (path, _, _), text in zip(data.payloads, found, strict=True):
             _payload(out, path, text, feed.subdomains, policy, clear, lines,
                      before if single else None)
             if out.accepted + len(out.refused) > feed.max_indicators:  # as parse_payloads

@@ -125,10 +125,11 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
         cached = store.digests.load(feed.name, key)
         if cached is not None and cached.summary.holds_at(policy.now):
             return Validated(cached, (), (), False)
-    if bulk.applies(data):
+    read = bulk.texts(data)
+    if read is not None:
         was = before(feed, data, previous, store, policy_print) if key and policy_print else None
         digest, index, rejected = bulk.validate(feed, data, policy, key, lines=lines,
-                                                before=was)
+                                                before=was, read=read)
     else:
         parsed = parse_payloads(feed, data, with_index=lines)
         guard = policy.check(parsed.indicators)
