@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import re
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from agent import bulk_delta
@@ -83,6 +83,8 @@ class _Feed:
     until: int | None = None
     special: list[str] = field(default_factory=list)  # rows not taken as they are (a payload's)
     scanned: dict[str, int] = field(default_factory=dict)  # values the scan took, per kind
+    # odd rows accepted as a plain value: row -> (kind, value, provenance flag), Digest.known
+    known: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     plain: dict[str, int] | None = None  # Digest.plain, when read by difference
     change: Change | None = None  # from the previous copy's result, when read by difference
 
@@ -128,8 +130,8 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, line
     # the next copy is read by difference when a few rows are special (bulk_delta.MAX_SHARE)
     special = (tuple(out.special) if single and len(out.special) <= bulk_delta.MAX_SHARE
                * max(total, 1) else None)
-    return (Digest(summary, values, special=special, plain=plain, change=out.change),
-            tuple(out.index), tuple(out.refused))
+    return (Digest(summary, values, special=special, plain=plain, change=out.change,
+                   known=out.known), tuple(out.index), tuple(out.refused))
 
 
 def _unique(columns: dict[str, list[str]], scanned: dict[str, int]
@@ -164,7 +166,7 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     else:  # the rows that were not plain rows of the previous copy
         odd, suspects = scan(((i, rows[i]) for i in shift.scan), v4, names)
     out.scanned = {"v4": len(v4), kind: len(names)}
-    verdict: dict[int, Indicator] = {}  # the odd lines that hold an indicator
+    verdict: dict[int, tuple[str, str]] = {}  # the odd lines that hold one: value, flag
     refused: list[tuple[int, GuardReject]] = []
     for i in suspects:
         row = rows[i]
@@ -175,7 +177,9 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
             refused.append((i, bad))
         else:
             (v4 if ind.type == IPV4 else names).append(row)
-    malformed = _odd_lines(out, path, rows, odd, verdict, refused, subdomains, policy)
+    known = before.known if shift is not None and before is not None else None
+    malformed = _odd_lines(out, path, rows, odd, verdict, refused, subdomains, policy,
+                           known or {})
     refused.sort(key=lambda item: item[0])
     out.refused.extend(g for _, g in refused)
     out.accepted += len(rows) - rows.count("") - malformed - len(refused)
@@ -224,20 +228,30 @@ def _scan(rows: Iterable[tuple[int, str]], v4: list[str], names: list[str], *,
 
 
 def _odd_lines(out: _Feed, path: str, rows: list[str], odd: list[int],
-               verdict: dict[int, Indicator], refused: list[tuple[int, GuardReject]],
-               subdomains: bool, policy: Policy) -> int:
-    """The lines that are not canonical values, normalized and checked one by one; how many
-    of them are malformed."""
+               verdict: dict[int, tuple[str, str]], refused: list[tuple[int, GuardReject]],
+               subdomains: bool, policy: Policy, known: Mapping[str, tuple[str, str, str]]
+               ) -> int:
+    """The lines that are not canonical values, normalized and checked one by one (unless
+    `known`: the previous result's verdict on that very row, the same under the same inputs);
+    how many of them are malformed."""
     found: list[Indicator] = []
     rejects: list[Reject] = []
     for i in odd:
+        row = rows[i]
+        hit = known.get(row)
+        if hit is not None:
+            column, value, flag = hit
+            out.columns[column].append(value)
+            verdict[i] = (value, flag)
+            out.known[row] = hit
+            continue
         before = len(found)
-        try_normalize(rows[i], str(i + 1), found, rejects)
+        try_normalize(row, str(i + 1), found, rejects)
         if len(found) > before:
             ind = found[-1]
             if subdomains and ind.type == DOMAIN and not ind.subdomains:
                 ind = found[-1] = ind._replace(subdomains=True)
-            verdict[i] = ind
+            verdict[i] = (ind.value, ind.flag)
             bad = policy.check_one(ind)
             if bad is not None:
                 refused.append((i, bad))
@@ -249,11 +263,12 @@ def _odd_lines(out: _Feed, path: str, rows: list[str], odd: list[int],
                     out.until = ind.expires
             else:
                 out.columns[kind].append(ind.value)
+                out.known[row] = (kind, ind.value, ind.flag)
     out.rejects.extend(r._replace(ref=f"{path}:{r.ref}") for r in finish([], rejects).rejects)
     return len(odd) - len(verdict)
 
 
-def _index(out: _Feed, path: str, odd: list[int], verdict: dict[int, Indicator],
+def _index(out: _Feed, path: str, odd: list[int], verdict: dict[int, tuple[str, str]],
            subdomains: bool) -> None:
     """Provenance lines as parse_payloads writes them, except for the canonical rows: one
     marker line stands for them all (agent.state.feeds.CachedFeed.index_lines rebuilds their
@@ -261,6 +276,6 @@ def _index(out: _Feed, path: str, odd: list[int], verdict: dict[int, Indicator],
     index = out.index
     index.append(f"{CANONICAL_MARK}\t{'*' if subdomains else ''}\t{path}\n")
     for i in odd:
-        ind = verdict.get(i)
-        if ind is not None:
-            index.append(f"{ind.value}\t{ind.flag}\t{path}:{i + 1}\n")
+        held = verdict.get(i)
+        if held is not None:
+            index.append(f"{held[0]}\t{held[1]}\t{path}:{i + 1}\n")

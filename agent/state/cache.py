@@ -1,10 +1,11 @@
 """cache/NAME/KEY.digest: each feed's validated results (agent.digest), kept between syncs.
 
-    header line   "blocklist-agent digest 1 HEADER_SHA256 BODY_SHA256 HEADER_BYTES"
+    header line   "blocklist-agent digest 3 HEADER_SHA256 BODY_SHA256 HEADER_BYTES"
     header        JSON: the Summary and the byte size of each kind's blob, and of the special
-                  rows' (agent.digest.Digest.special; -1: none known), Digest.plain
+                  rows' (agent.digest.Digest.special; -1: none known), of the known rows'
+                  verdicts (Digest.known), Digest.plain
     body          the accepted values, one "\\n"-separated blob per kind (agent.digest.KINDS),
-                  then the special rows
+                  then the special rows, then the known rows ("row\\tkind\\tvalue\\tflag\\n")
 
 A cache is never trusted: a file whose name, key, or either sha256 does not match is removed and
 the result computed again from the verified payloads. It is not fsynced either (losing it costs
@@ -28,7 +29,7 @@ from agent.digest import KINDS, Digest, Summary
 
 log = logging.getLogger(__name__)
 CACHE = "cache"
-MAGIC = b"blocklist-agent digest 2"
+MAGIC = b"blocklist-agent digest 3"
 KEEP = 3
 _KEY = re.compile(r"[0-9a-f]{64}")
 
@@ -36,9 +37,12 @@ _KEY = re.compile(r"[0-9a-f]{64}")
 def encode(digest: Digest) -> bytes:
     blobs = [("\n".join(digest.values(kind))).encode() for kind in KINDS]
     special = None if digest.special is None else "\n".join(digest.special).encode()
-    body = b"".join([*blobs, special or b""])
+    known = "".join(f"{row}\t{kind}\t{value}\t{flag}\n" for row, (kind, value, flag)
+                    in (digest.known or {}).items()).encode()
+    body = b"".join([*blobs, special or b"", known])
     header = json.dumps({"summary": digest.summary.to_json(), "sizes": [len(b) for b in blobs],
                          "special": -1 if special is None else len(special),
+                         "known": len(known),
                          "plain": None if digest.plain is None else dict(digest.plain)}).encode()
     line = b"%s %s %s %d\n" % (MAGIC, hashlib.sha256(header).hexdigest().encode(),
                                hashlib.sha256(body).hexdigest().encode(), len(header))
@@ -61,11 +65,18 @@ def decode(data: bytes, key: str) -> Digest:
     doc = json.loads(header)
     summary = Summary.from_json(doc["summary"])
     sizes = [int(n) for n in doc["sizes"]]
-    special = int(doc["special"])
+    special, known = int(doc["special"]), int(doc["known"])
+    start = sum(sizes)
     if (summary.key != key or len(sizes) != len(KINDS)
-            or sum(sizes) + max(special, 0) != len(body)):
+            or start + max(special, 0) + known != len(body)):
         raise ValueError("its key or sizes do not match")
-    rows = str(body[sum(sizes):], "utf-8")
+    rows = str(body[start:start + max(special, 0)], "utf-8")
+    verdicts = {}
+    for line in str(body[len(body) - known:], "utf-8").split("\n")[:-1]:
+        row, kind, value, flag = line.split("\t")
+        if kind not in KINDS:
+            raise ValueError(f"a known row of kind {kind!r}")
+        verdicts[row] = (kind, value, flag)
 
     def values() -> dict[str, list[str]]:
         out, offset = {}, 0
@@ -78,7 +89,8 @@ def decode(data: bytes, key: str) -> Digest:
     plain = doc["plain"]
     return Digest(summary, values, special=None if special < 0 else
                   (rows.split("\n") if rows else []),
-                  plain=None if plain is None else {str(k): int(n) for k, n in plain.items()})
+                  plain=None if plain is None else {str(k): int(n) for k, n in plain.items()},
+                  known=verdicts)
 
 
 def load(root: Path, feed: str, key: str) -> Digest | None:

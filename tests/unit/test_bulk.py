@@ -211,7 +211,7 @@ def test_a_large_difference_reads_every_row() -> None:
 
 
 def test_a_kept_result_remembers_its_rows_for_the_next_reading() -> None:
-    """The cache file (agent/state/cache.py) keeps Digest.special and Digest.plain, so that
+    """The cache file (agent/state/cache.py) keeps Digest.special, plain and known, so that
     the next copy is read by difference from a result read back from disk."""
     from agent.state import cache
 
@@ -223,6 +223,8 @@ def test_a_kept_result_remembers_its_rows_for_the_next_reading() -> None:
     back = cache.decode(cache.encode(digest), "k")
     assert sorted(back.special or ()) == ["1.2.3.0/24", "10.0.0.1", "EVIL.com"]
     assert back.plain == {"v4": 21, "names": 2} == digest.plain
+    assert back.known == digest.known == {"1.2.3.0/24": ("v4_nets", "1.2.3.0/24", ""),
+                                          "EVIL.com": ("names", "evil.com", "")}
     assert list(back.values("names")) == ["evil.com", "x.org"]
     new = body.replace("x.org\n", "y.org\n")
     got = bulk.validate(feed, Data(("l", "plain", new.encode())), POLICY, "k2", lines=False,
