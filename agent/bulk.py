@@ -154,12 +154,11 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     rows = text.split("\n")
-    names = out.columns["wild" if subdomains else "names"]
-    v4 = out.columns["v4"]
+    kind = "wild" if subdomains else "names"
+    names, v4 = out.columns[kind], out.columns["v4"]
     clear_octet = bytes(str(o) in clear for o in range(256))
     scan = functools.partial(_scan, clear_octet=clear_octet,
                              name_suspect=policy.name_suspect_test(), subdomains=subdomains)
-    kind = "wild" if subdomains else "names"
     shift = bulk_delta.by_difference(rows, before, kind) if before is not None else None
     if shift is None:  # every row is scanned
         odd, suspects = scan(enumerate(rows), v4, names)
@@ -177,9 +176,8 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
             refused.append((i, bad))
         else:
             (v4 if ind.type == IPV4 else names).append(row)
-    known = before.known if shift is not None and before is not None else None
-    malformed = _odd_lines(out, path, rows, odd, verdict, refused, subdomains, policy,
-                           known or {})
+    known = (before.known or {}) if shift is not None and before is not None else {}
+    malformed = _odd_lines(out, path, rows, odd, verdict, refused, subdomains, policy, known)
     refused.sort(key=lambda item: item[0])
     out.refused.extend(g for _, g in refused)
     out.accepted += len(rows) - rows.count("") - malformed - len(refused)

@@ -81,12 +81,8 @@ def policy_fingerprint(policy: Policy) -> str | None:
 
 
 def digest_key(feed: FeedConfig, data: Payloads, policy_print: str) -> str:
-    return _key(feed, data.payloads, policy_print)
-
-
-def _key(feed: FeedConfig, payloads: Iterable[tuple[str, str, bytes]], policy_print: str) -> str:
     key = hashlib.sha256(f"{code_fingerprint()}\n{feed!r}\n{policy_print}\n".encode())
-    for path, fmt, body in payloads:
+    for path, fmt, body in data.payloads:
         key.update(f"{path}\0{fmt}\0{hashlib.sha256(body).hexdigest()}\n".encode())
     return key.hexdigest()
 
@@ -99,7 +95,7 @@ def before(feed: FeedConfig, data: Payloads, previous: Payloads | None, store: S
         return None
     if previous.payloads[0][:2] != data.payloads[0][:2]:  # another file or format
         return None
-    found = store.digests.load(feed.name, _key(feed, previous.payloads, policy_print))
+    found = store.digests.load(feed.name, digest_key(feed, previous, policy_print))
     if (found is None or found.plain is None or found.summary.valid_from is not None
             or found.summary.valid_until is not None):  # verdicts the time may have changed
         return None
