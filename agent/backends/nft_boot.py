@@ -19,12 +19,13 @@ nft cannot quote) gets the whole table inline, as before.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 from agent.config import FirewallConfig
 from agent.ledger import LazyBlocklist
 from agent.merge import Blocklist
 from agent.render.common import BLOCK_SETS
-from agent.render.nft_blocklist import render_elements, render_table
+from agent.render.nft_blocklist import render_elements, render_table, rooms_for
 from agent.state import StateStore
 from agent.state.applied import BaseFile
 
@@ -35,8 +36,8 @@ def _quoted(path: str) -> str | None:
     return f'include "{path}"\n'
 
 
-def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
-               ) -> tuple[str, list[str], str | None]:
+def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore,
+               rooms: Mapping[str, int] | None = None) -> tuple[str, list[str], str | None]:
     """(the table for enforced.nft, the parts it includes: keep them, sweep the others, and
     what `nft -c` checks before enforced.nft is replaced: None for the file itself).
 
@@ -48,7 +49,7 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
     damaged part is removed and written again."""
     base = blocklist.base_loader() if isinstance(blocklist, LazyBlocklist) else None
     if not isinstance(base, BaseFile) or _quoted(str(store.boot_parts.path("x"))) is None:
-        return render_table(fw, blocklist), [], None
+        return render_table(fw, blocklist, rooms=rooms), [], None
     assert isinstance(blocklist, LazyBlocklist)
     tag = hashlib.sha256(f"{fw.table}\n{base.sha256}".encode()).hexdigest()[:32]
     base_name = f"base-{tag}.nft"
@@ -84,5 +85,5 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore
             store.boot_parts.save(name, text)
         names.append(name)
     includes = "".join(str(_quoted(str(store.boot_parts.path(n)))) for n in names)
-    skeleton = render_table(fw, Blocklist())
+    skeleton = render_table(fw, Blocklist(), rooms=rooms_for(blocklist, rooms))
     return skeleton + includes, names, skeleton + "".join(checked)

@@ -100,6 +100,18 @@ class KernelView:
     def skeleton_hash(self) -> str | None:
         return self.hash_of(self.skeleton())
 
+    @staticmethod
+    def rooms(objects: list[dict[str, Any]] | None) -> dict[str, int]:
+        """set -> its declared `size` (the most elements the kernel lets it hold; 0: declared
+        without one), for each set of the listing."""
+        out = {}
+        for obj in objects or ():
+            body = obj.get("set")
+            if isinstance(body, dict):
+                size = body.get("size")
+                out[str(body.get("name"))] = size if isinstance(size, int) else 0
+        return out
+
     def small_set(self, name: str) -> list[SetElement] | None:
         """The elements of one small set; None when the set (or the table) does not exist."""
         try:

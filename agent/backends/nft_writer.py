@@ -43,7 +43,7 @@ from agent.isolation import record
 from agent.isolation.model import IsolationState
 from agent.merge import Blocklist
 from agent.plan import Plan
-from agent.render.common import checked
+from agent.render.common import BLOCK_SETS, checked
 from agent.render.nft_blocklist import render_table, render_update
 from agent.render.nft_isolation import render_break_glass, render_isolation_script
 from agent.state import StateStore
@@ -128,13 +128,15 @@ class TableWriter:
             _attempt(failed, "nftables.json",
                      lambda: self.store.save_nft_record({**rec, "pending": True}))
         self.nft.load(script)
-        skeleton = self.view.skeleton_hash()
+        objects = self.view.skeleton()
+        skeleton = self.view.hash_of(objects)
         rec = {**rec, "table": self.fw.table, "config": config_hash(self.fw),
                "skeleton": skeleton, "pending": False}
         if generation is not None:
             rec["generation"] = generation
         rec["boot"] = _boot_record(rec.get("boot", {}),
-                                   self._write_boot_files(isolation, now, blocklist, failed))
+                                   self._write_boot_files(isolation, now, blocklist, failed,
+                                                          KernelView.rooms(objects)))
         _attempt(failed, "isolation.json", lambda: record.save(self.store, isolation))
         if failed:
             self.store.forget_nft_record()  # the next apply reloads whole, whatever was written
@@ -144,9 +146,11 @@ class TableWriter:
             raise NotPersisted(failed, str(self.store.root))
 
     def _write_boot_files(self, isolation: IsolationState, now: int,
-                          blocklist: Blocklist | None, failed: list[str]) -> dict[str, str]:
+                          blocklist: Blocklist | None, failed: list[str],
+                          rooms: dict[str, int]) -> dict[str, str]:
         """isolation.nft, break-glass.nft and (with `blocklist`) enforced.nft, each checked by
-        `nft -c` first; returns the sha256 of each file written."""
+        `nft -c` first; returns the sha256 of each file written. enforced.nft declares the
+        sets with the kernel's `rooms`, so that the table a boot loads is the one recorded."""
         iso_script = render_isolation_script(self.fw, isolation, now)
         files: list[tuple[str, str, Callable[..., Path]]] = [
             ("isolation.nft", iso_script, self.store.save_isolation_boot),
@@ -161,7 +165,7 @@ class TableWriter:
             self.store.boot_parts.remove(d.partition("/")[2] for d in damaged
                                          if d.startswith(f"{BOOT_PARTS}/"))
             try:
-                table, parts, check_text = boot_table(self.fw, blocklist, self.store)
+                table, parts, check_text = boot_table(self.fw, blocklist, self.store, rooms)
             except OSError as exc:  # a part could not be written (a full disk)
                 failed.append(f"enforced.nft ({exc.strerror or exc})")
                 log.error("nftables: could not write the parts of enforced.nft: %s", exc)
@@ -247,7 +251,9 @@ class TableWriter:
         full reload; under the lock either way."""
         with self.store.kernel_lock(self.lock_timeout):
             now = record.now()
-            why_full = self._full_reason(plan.first, ctx.generation, self.view.skeleton_hash())
+            objects = self.view.skeleton()
+            why_full = (self._full_reason(plan.first, ctx.generation, self.view.hash_of(objects))
+                        or _outgrown(KernelView.rooms(objects), blocklist))
             if why_full is None:
                 damaged = self.boot_files_damaged()
                 if plan.empty and damaged:
@@ -277,7 +283,8 @@ class TableWriter:
         self.store.boot_parts.remove(d.partition("/")[2] for d in damaged
                                      if d.startswith(f"{BOOT_PARTS}/"))
         failed: list[str] = []
-        written = self._write_boot_files(self._carried_isolation(now), now, blocklist, failed)
+        written = self._write_boot_files(self._carried_isolation(now), now, blocklist, failed,
+                                         KernelView.rooms(self.view.skeleton()))
         rec = self.store.load_nft_record()
         _attempt(failed, "nftables.json", lambda: self.store.save_nft_record(
             {**rec, "boot": _boot_record(rec.get("boot", {}), written)}))
@@ -362,6 +369,18 @@ class TableWriter:
         log.warning("nftables: repaired set %s (+%d -%d): %s", set_name, len(add), len(delete),
                     reason)
         return f"nftables: repaired set {set_name}: +{len(add)} -{len(delete)} ({reason})"
+
+
+def _outgrown(rooms: dict[str, int], blocklist: Blocklist) -> str | None:
+    """Why the kernel's hash sets cannot take `blocklist` by difference: one would pass its
+    declared size (the kernel refuses the element past it); a full reload declares more."""
+    counts = blocklist.counts()
+    for name, _, interval, _ in BLOCK_SETS:
+        room = rooms.get(name)
+        if not interval and room and counts[name] > room:
+            return (f"set {name} outgrows its room: {counts[name]} elements, declared for "
+                    f"{room}")
+    return None
 
 
 def _sha(text: str) -> str:

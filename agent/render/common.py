@@ -26,6 +26,25 @@ BLOCK_SETS = (  # (set, nft type, interval?, ip keyword): the blocklist's destin
     ("v6", "ipv6_addr", False, "ip6"),
     ("v6_nets", "ipv6_addr", True, "ip6"),
 )
+HASH_ROOM_MIN = 65536  # the least room a hash set is declared with
+
+
+def hash_room(count: int) -> int:
+    """The `size` a hash set (v4, v6) is declared with to hold `count` elements.
+
+    A declared size makes the kernel build a hash of that size at once; without one it grows a
+    resizable hash while the elements arrive, and a million-element load then spends more time
+    in the kernel than the whole of nft's parsing (measured: 4.9 s against 3.2 s). The size is
+    also a hard limit (the kernel refuses the element past it), so it leaves a quarter more
+    room, rounded up to a power of two; a set that outgrows it is reloaded whole with more
+    (agent.backends.nft_writer).
+    """
+    room = HASH_ROOM_MIN
+    while room < count + count // 4:
+        room *= 2
+    return room
+
+
 FAMILIES = (  # (suffix of mgmt_*, offenders_*, iso_allow_*, peer_*; nft type; ip keyword)
     ("v4", "ipv4_addr", "ip"),
     ("v6", "ipv6_addr", "ip6"),

@@ -14,14 +14,14 @@ blocked destination (likely infected machines).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from agent.config import FirewallConfig
 from agent.errors import ConfigError
 from agent.isolation.model import IsolationState
 from agent.merge import Blocklist
 from agent.plan import Plan
-from agent.render.common import BLOCK_SETS, FAMILIES, checked, management
+from agent.render.common import BLOCK_SETS, FAMILIES, checked, hash_room, management
 from agent.render.nft_isolation import iso_chains, iso_declarations, iso_elements
 
 CHUNK = 4096  # elements per `add element` statement: keeps lines short for nft's parser
@@ -52,12 +52,24 @@ def _log_prefix(fw: FirewallConfig, what: str) -> str:
     return prefix
 
 
+def rooms_for(blocklist: Blocklist, rooms: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The declared size of each hash set: the one in `rooms` (the kernel's; 0: none), else
+    room for the blocklist's elements (common.hash_room)."""
+    counts = blocklist.counts()
+    return {name: rooms[name] if rooms and name in rooms else hash_room(counts[name])
+            for name, _, interval, _ in BLOCK_SETS if not interval}
+
+
 def render_table(fw: FirewallConfig, blocklist: Blocklist,
-                 isolation: IsolationState | None = None, now: int | None = None) -> str:
+                 isolation: IsolationState | None = None, now: int | None = None,
+                 rooms: Mapping[str, int] | None = None) -> str:
     """The complete script: replaces the table with the sets, chains and all elements,
     including the isolation state (so a reload or the boot path keeps the gateway isolated).
 
     `now` (whole seconds) is required with `isolation`: element timeouts count from it.
+    `rooms` gives the hash sets' declared sizes (the kernel's, for a boot file that must
+    declare what the kernel holds; 0: none); a set it does not name gets room for the
+    blocklist (common.hash_room).
     """
     t = fw.table
     if isolation is not None and now is None:
@@ -74,8 +86,9 @@ def render_table(fw: FirewallConfig, blocklist: Blocklist,
     ]
     for name, _, _, _ in BLOCK_SETS:
         lines.append(f"\tcounter hit_{name} {{ }}")
+    room = rooms_for(blocklist, rooms)
     for name, nft_type, interval, _ in BLOCK_SETS:
-        flags = " flags interval;" if interval else ""
+        flags = " flags interval;" if interval else f" size {room[name]};" if room[name] else ""
         lines.append(f"\tset {name} {{ type {nft_type};{flags} }}")
     for fam, nft_type, _ in FAMILIES:
         members = mgmt[fam]

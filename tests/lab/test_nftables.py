@@ -264,3 +264,49 @@ def test_empty_blocklist_leaves_no_set_empty_by_accident(agent: Agent) -> None:
     assert not reach(agent.lab, "lan1", "c26")
     applied = StateStore(agent.state).load_applied()
     assert applied is not None and applied[0] != Blocklist()
+
+
+SMALL_ROOMS = ("import sys\nimport agent.render.common as c\nc.HASH_ROOM_MIN = 4\n"
+               "from agent.cli.main import main\nsys.exit(main(sys.argv[1:]))")
+
+
+def test_a_hash_set_that_outgrows_its_room_is_reloaded_with_more(agent: Agent) -> None:
+    """The hash sets are declared with a size (the kernel builds the hash at once, see
+    render.common.hash_room), which the kernel enforces as a limit. Here the least room is
+    4 elements instead of 65536, so that a handful of addresses fills it."""
+    lab = agent.lab
+
+    def small(*args: str) -> subprocess.CompletedProcess[str]:
+        return lab.run("gw", sys.executable, "-c", SMALL_ROOMS, "-c", str(agent.config), *args,
+                       check=False, timeout=120)
+
+    def sync(*addresses: str) -> list[str]:
+        agent.publish(*addresses, "192.0.2.0/24", "2001:db8:bad::/48")
+        proc = small("sync", "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return list(json.loads(proc.stdout)["applied_notes"])
+
+    def room() -> int:
+        listing = json.loads(agent.nft("-j", "list", "sets", "inet"))["nftables"]
+        return next(int(s["set"]["size"]) for s in listing
+                    if "set" in s and s["set"]["name"] == "v4" and s["set"]["table"] == TABLE)
+
+    three = [lab.addr["c2"], "198.51.100.12", "198.51.100.13"]  # IPv4 (c26 is IPv6)
+    assert sync(*three)[0].startswith("nftables: full reload")  # other settings: reloaded
+    assert room() == 4
+    assert sync(*three, "198.51.100.14") == ["nftables: incremental update, +1 -0 entries"]
+    assert room() == 4  # 4 fit: the set keeps its room, and the boot file declares it
+    enforced = (agent.state / "enforced.nft").read_text()
+    assert "set v4 { type ipv4_addr; size 4; }" in enforced
+    agent.nft("flush", "ruleset")
+    agent.nft("-f", str(agent.state / "enforced.nft"))
+    status = json.loads(small("status", "--json").stdout)
+    assert status["firewall"]["in_sync"] is True, status["firewall"]  # the table recorded
+    assert not reach(lab, "lan1", "c2")
+    notes = sync(*three, "198.51.100.14", "198.51.100.15")
+    assert notes == ["nftables: full reload (set v4 outgrows its room: 5 elements, declared "
+                     "for 4)"], notes
+    assert room() == 8
+    assert not reach(lab, "lan1", "c2")
+    assert agent.sync()["applied_notes"][0].startswith("nftables: full reload")
+    assert room() == 65536

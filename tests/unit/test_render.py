@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from agent.backends.nft_exec import Nft
+from agent.backends.nft_view import KernelView
 from agent.config import DnsConfig, FirewallConfig
 from agent.errors import AgentError, ApplyError
 from agent.indicators import normalize
 from agent.merge import Blocklist, merge
+from agent.render import common
 from agent.render.nft_blocklist import render_table
 from agent.render.rpz import action_rdata, render_zone, rpz_ip_owner
 
@@ -89,6 +91,28 @@ def test_failed_transaction_keeps_previous_sets(netns: str) -> None:
         nft.load(broken)
     assert err.value.reason == "nft-failed"
     assert set_elements(netns, FW.table, "v4") == {"198.51.100.7", "203.0.113.8"}
+
+
+def test_hash_sets_are_declared_with_room_the_kernel_enforces(
+        netns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "HASH_ROOM_MIN", 4)
+    assert [common.hash_room(n) for n in (0, 3, 4, 6, 7, 100)] == [4, 4, 8, 8, 8, 128]
+    nft = Nft(["ip", "netns", "exec", netns, "nft"])
+    view = KernelView(nft, FW.table)
+    seven = Blocklist(v4=frozenset(f"198.51.100.{i}" for i in range(1, 8)))
+    nft.load(render_table(FW, seven))
+    rooms = KernelView.rooms(view.skeleton())
+    assert (rooms["v4"], rooms["v6"], rooms["v4_nets"]) == (8, 4, 0)
+    more = ", ".join(f"198.51.100.{i}" for i in range(8, 18))  # 17 elements in room for 8
+    with pytest.raises(ApplyError):
+        nft.load(f"add element inet {FW.table} v4 {{ {more} }}\n")
+    assert len(set_elements(netns, FW.table, "v4")) == 7
+    # the kernel's rooms, as a boot file must declare them (0: declared without a size)
+    nft.load(render_table(FW, seven, rooms={"v4": 0, "v6": 64}))
+    rooms = KernelView.rooms(view.skeleton())
+    assert (rooms["v4"], rooms["v6"]) == (0, 64)
+    nft.load(f"add element inet {FW.table} v4 {{ {more} }}\n")  # no size: no limit
+    assert len(set_elements(netns, FW.table, "v4")) == 17
 
 
 def test_rendered_values_are_rechecked() -> None:
