@@ -53,11 +53,13 @@ def covered(addr: str, nets: set[str]) -> bool:
     return f"{addr.rpartition('.')[0]}.0/24" in nets
 
 
-def baseline_script(v4: set[str], nets: set[str]) -> str:
-    """The least any tool must load: the same elements into the same kinds of sets."""
+def baseline_script(v4: set[str], nets: set[str], size: int = 0) -> str:
+    """The least any tool must load: the same elements into the same kinds of sets (with
+    `size`, the hash set declared with that size, as the agent declares it)."""
     def chunks(values: list[str]) -> list[str]:
         return [", ".join(values[i:i + 4096]) for i in range(0, len(values), 4096)]
-    lines = ["table inet baseline {", "\tset v4 { type ipv4_addr; }",
+    room = f" size {size};" if size else ""
+    lines = ["table inet baseline {", f"\tset v4 {{ type ipv4_addr;{room} }}",
              "\tset v4_nets { type ipv4_addr; flags interval; }", "}"]
     lines += [f"add element inet baseline v4 {{ {c} }}" for c in chunks(list(v4))]
     lines += [f"add element inet baseline v4_nets {{ {c} }}" for c in chunks(list(nets))]
