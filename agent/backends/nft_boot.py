@@ -41,12 +41,13 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore,
     """(the table for enforced.nft, the parts it includes: keep them, sweep the others, and
     what `nft -c` checks before enforced.nft is replaced: None for the file itself).
 
-    In parts, the check is the table and the prefix sets when they changed (a part is named by
-    its content, so one that exists was checked when it was written). The base and the
-    difference hold the very values the kernel accepted in the commits that made them (the same
-    renderer wrote both), and checking a million elements again would cost a whole load. Each
-    part's sha256 is recorded with the boot files (TableWriter), so damage is seen, and a
-    damaged part is removed and written again."""
+    In parts, the check is the table without elements. Every part holds what the kernel holds
+    after the commit that had it written, rendered by the same renderer: the base and the
+    difference the hash sets' elements the kernel accepted in the commits that made them, the
+    prefix part the interval sets this commit left (refilled whole when they change). Checking
+    them again would cost a load of their elements (a million: a whole load; 10k prefixes:
+    0.2 s). Each part's sha256 is recorded with the boot files (TableWriter), so damage is
+    seen, and a damaged part is removed and written again."""
     base = blocklist.base_loader() if isinstance(blocklist, LazyBlocklist) else None
     if not isinstance(base, BaseFile) or _quoted(str(store.boot_parts.path("x"))) is None:
         return render_table(fw, blocklist, rooms=rooms), [], None
@@ -73,17 +74,12 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore,
                                            "delete"))
             added.append(render_elements(fw, name, sorted(delta.added.get(name, ()))))
     changes.extend(added)
-    checked = []
     names = [base_name]
-    # the difference is not checked again: it holds only values the kernel accepted in the
-    # commits that made it (and it grows to a tenth of the list before the next base)
-    for kind, text, new in (("nets", "".join(nets), nets[1:]),
-                            ("delta", "".join(changes), [])):
+    for kind, text in (("nets", "".join(nets)), ("delta", "".join(changes))):
         name = f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.nft"
-        if not store.boot_parts.path(name).is_file():  # new content: checked before it is named
-            checked.extend(new)
+        if not store.boot_parts.path(name).is_file():
             store.boot_parts.save(name, text)
         names.append(name)
     includes = "".join(str(_quoted(str(store.boot_parts.path(n)))) for n in names)
     skeleton = render_table(fw, Blocklist(), rooms=rooms_for(blocklist, rooms))
-    return skeleton + includes, names, skeleton + "".join(checked)
+    return skeleton + includes, names, skeleton
