@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -44,7 +46,7 @@ from agent.isolation.model import IsolationState
 from agent.merge import Blocklist
 from agent.plan import Plan
 from agent.render.common import BLOCK_SETS, checked
-from agent.render.nft_blocklist import render_table, render_update
+from agent.render.nft_blocklist import render_table, render_update, rooms_for
 from agent.render.nft_isolation import render_break_glass, render_isolation_script
 from agent.state import StateStore
 from agent.state.store import BOOT_PARTS
@@ -76,6 +78,18 @@ def _include(path: str) -> str | None:
     if any(c in path for c in '"\\\n') or not path.startswith("/"):
         return None
     return f'include "{path}"\n'
+
+
+@dataclass(frozen=True)
+class _Enforced:
+    """enforced.nft's table (parts written), before the file itself is checked and replaced."""
+
+    rooms: dict[str, int]  # the hash sets' sizes it declares
+    damaged: list[str]     # the boot files found damaged (their parts were written again)
+    table: str             # "" when a part could not be written (`error`)
+    parts: list[str]
+    check: str | None      # what `nft -c` checks (None: the file itself)
+    error: str | None = None
 
 
 class TableWriter:
@@ -120,14 +134,31 @@ class TableWriter:
 
     # -- committing -------------------------------------------------------------------------
     def _commit(self, script: str, *, generation: int | None, blocklist: Blocklist | None,
-                isolation: IsolationState, now: int) -> None:
-        """Mark pending, commit, read back, write every record. Called under the lock."""
+                isolation: IsolationState, now: int,
+                rooms: Mapping[str, int] | None = None) -> None:
+        """Mark pending, commit, read back, write every record. Called under the lock.
+
+        With `rooms` (the hash sets' sizes the kernel will hold after the commit), the parts
+        of enforced.nft are rendered and written while nft loads (the part of the base alone is
+        12 MB at a million elements): they are named by their content, so a refused commit
+        leaves parts no boot file names, swept by the next; enforced.nft itself is replaced
+        only after the commit, as before."""
         failed: list[str] = []
         rec = self.store.load_nft_record()
         if rec:
             _attempt(failed, "nftables.json",
                      lambda: self.store.save_nft_record({**rec, "pending": True}))
-        self.nft.load(script)
+        early: _Enforced | None = None
+        if blocklist is not None and rooms is not None:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                loading = pool.submit(self.nft.load, script)
+                try:
+                    early = self._enforced(blocklist, rooms)
+                except Exception:  # done again after the commit, where its error is reported
+                    early = None
+                loading.result()
+        else:
+            self.nft.load(script)
         objects = self.view.skeleton()
         skeleton = self.view.hash_of(objects)
         rec = {**rec, "table": self.fw.table, "config": config_hash(self.fw),
@@ -136,7 +167,7 @@ class TableWriter:
             rec["generation"] = generation
         rec["boot"] = _boot_record(rec.get("boot", {}),
                                    self._write_boot_files(isolation, now, blocklist, failed,
-                                                          KernelView.rooms(objects)))
+                                                          KernelView.rooms(objects), early))
         _attempt(failed, "isolation.json", lambda: record.save(self.store, isolation))
         if failed:
             self.store.forget_nft_record()  # the next apply reloads whole, whatever was written
@@ -145,12 +176,27 @@ class TableWriter:
         if failed:
             raise NotPersisted(failed, str(self.store.root))
 
+    def _enforced(self, blocklist: Blocklist, rooms: Mapping[str, int]) -> _Enforced:
+        """enforced.nft's table and its parts written, a damaged part written again."""
+        damaged = self.boot_files_damaged()
+        self.store.boot_parts.remove(d.partition("/")[2] for d in damaged
+                                     if d.startswith(f"{BOOT_PARTS}/"))
+        declared = rooms_for(blocklist, rooms)
+        try:
+            table, parts, check_text = boot_table(self.fw, blocklist, self.store, declared)
+        except OSError as exc:  # a part could not be written (a full disk)
+            log.error("nftables: could not write the parts of enforced.nft: %s", exc)
+            return _Enforced(declared, damaged, "", [], None, str(exc.strerror or exc))
+        return _Enforced(declared, damaged, table, parts, check_text)
+
     def _write_boot_files(self, isolation: IsolationState, now: int,
                           blocklist: Blocklist | None, failed: list[str],
-                          rooms: dict[str, int]) -> dict[str, str]:
+                          rooms: dict[str, int], early: _Enforced | None = None
+                          ) -> dict[str, str]:
         """isolation.nft, break-glass.nft and (with `blocklist`) enforced.nft, each checked by
         `nft -c` first; returns the sha256 of each file written. enforced.nft declares the
-        sets with the kernel's `rooms`, so that the table a boot loads is the one recorded."""
+        sets with the kernel's `rooms`, so that the table a boot loads is the one recorded
+        (`early`, prepared during the commit, serves if it declared them)."""
         iso_script = render_isolation_script(self.fw, isolation, now)
         files: list[tuple[str, str, Callable[..., Path]]] = [
             ("isolation.nft", iso_script, self.store.save_isolation_boot),
@@ -160,16 +206,12 @@ class TableWriter:
         damaged: list[str] = []
         if blocklist is not None:
             include = _include(str(self.store.isolation_boot_path()))
-            # a part found damaged is written again below (an intact one was checked already)
-            damaged = self.boot_files_damaged()
-            self.store.boot_parts.remove(d.partition("/")[2] for d in damaged
-                                         if d.startswith(f"{BOOT_PARTS}/"))
-            try:
-                table, parts, check_text = boot_table(self.fw, blocklist, self.store, rooms)
-            except OSError as exc:  # a part could not be written (a full disk)
-                failed.append(f"enforced.nft ({exc.strerror or exc})")
-                log.error("nftables: could not write the parts of enforced.nft: %s", exc)
-                table, parts, check_text = "", [], None
+            enforced = (early if early is not None and early.rooms == rooms_for(blocklist, rooms)
+                        else self._enforced(blocklist, rooms))
+            damaged = list(enforced.damaged)
+            table, parts, check_text = enforced.table, list(enforced.parts), enforced.check
+            if enforced.error is not None:
+                failed.append(f"enforced.nft ({enforced.error})")
             # in parts, the base was checked when it was written: the check costs the change
             check = (self.nft.check_file if check_text is None
                      else lambda _path: self.nft.load(check_text + (include or iso_script),
@@ -267,7 +309,8 @@ class TableWriter:
                 try:
                     self._commit(render_update(self.fw, plan, blocklist),
                                  generation=ctx.generation, blocklist=blocklist,
-                                 isolation=self.desired_isolation(), now=now)
+                                 isolation=self.desired_isolation(), now=now,
+                                 rooms=KernelView.rooms(objects))
                 except ApplyError as exc:
                     why_full = f"the incremental update was refused ({exc.what.splitlines()[0]})"
                 else:
@@ -296,7 +339,8 @@ class TableWriter:
     def _reload(self, blocklist: Blocklist, generation: int | None, now: int) -> None:
         iso = self._carried_isolation(now)
         script = render_table(self.fw, blocklist) + render_isolation_script(self.fw, iso, now)
-        self._commit(script, generation=generation, blocklist=blocklist, isolation=iso, now=now)
+        self._commit(script, generation=generation, blocklist=blocklist, isolation=iso, now=now,
+                     rooms=rooms_for(blocklist))
 
     def set_isolation(self, state: IsolationState, now: int) -> KernelIsolation:
         """isolate / restore / quarantine: commit `state`, read the kernel back, record it."""

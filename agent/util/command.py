@@ -10,7 +10,9 @@ never a watchdog kill in the middle of a sync, again after each restart.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,12 +46,31 @@ def first_lines(text: str, count: int = 6, sep: str = "; ") -> str:
     return sep.join(lines[:count]) + (f"{sep}..." if len(lines) > count else "")
 
 
+def _input_file(text: str) -> int:
+    """`text` in an anonymous file in memory, at its start, for a child's standard input.
+
+    A pipe would be fed by this process in 64 kB steps while the child reads, each step
+    needing the interpreter's lock: a thread doing other work meanwhile (the boot files,
+    during a 12 MB nft load) would slow the child down. A file in memory needs no feeding,
+    and leaves nothing on disk whatever happens to this process."""
+    try:
+        fd = os.memfd_create("blocklist-agent-input", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd: an unlinked temp file serves the same
+        with tempfile.TemporaryFile() as tmp:
+            fd = os.dup(tmp.fileno())
+    with os.fdopen(os.dup(fd), "wb") as out:
+        out.write(text.encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 def run(argv: Sequence[str], *, timeout: float, failure: Failure, input_text: str | None = None,
         shown: str | None = None, missing_reason: str | None = None) -> str:
     """Run `argv` to completion within `timeout` seconds; its stdout, or ApplyError."""
     shown = shown or " ".join(argv)
+    stdin = _input_file(input_text) if input_text is not None else subprocess.DEVNULL
     try:
-        proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True,
+        proc = subprocess.run(list(argv), stdin=stdin, capture_output=True, text=True,
                               timeout=timeout, check=False)
     except FileNotFoundError:
         raise ApplyError(f"cannot run {argv[0]!r}: no such program", hint=failure.missing_hint,
@@ -57,6 +78,9 @@ def run(argv: Sequence[str], *, timeout: float, failure: Failure, input_text: st
     except subprocess.TimeoutExpired:
         raise ApplyError(f"`{shown}` did not finish in {timeout:.0f} s",
                          hint=failure.timeout_hint, reason=f"{failure.family}-timeout") from None
+    finally:
+        if input_text is not None:
+            os.close(stdin)
     if proc.returncode != 0:
         output = first_lines(proc.stdout + proc.stderr, sep=failure.output_sep)
         raise ApplyError(f"`{shown}` failed (exit {proc.returncode}): {output or 'no output'}",

@@ -214,12 +214,19 @@ def test_failed_transaction_keeps_the_previous_sets(agent: Agent) -> None:
     # overlapping prefixes: the kernel refuses the whole transaction (nothing aggregates here)
     bad = applied[0]._replace(v4_nets=frozenset({"5.0.0.0/8", "5.1.0.0/16"}))
     backend = NftablesBackend(Nft(["ip", "netns", "exec", lab.ns["gw"], "nft"]))
+    enforced = (agent.state / "enforced.nft").read_text()
     with pytest.raises(ApplyError):
         backend.apply(make_plan(applied[0], bad, max_change=1.0), bad,
                       ApplyContext(config=config, store=store, rpz_serial=1))
     assert not reach(lab, "lan1", "c26")
     assert not reach(lab, "lan1", "bad_prefix_host")
     assert "5.0.0.0/8" not in agent.nft("list", "set", "inet", TABLE, "v4_nets")
+    # the boot file is the one of the last commit (its parts are written during a commit,
+    # enforced.nft replaced only after it), and every part it names is still there
+    assert (agent.state / "enforced.nft").read_text() == enforced
+    for line in enforced.splitlines():
+        if line.startswith("include "):
+            assert Path(line.split('"')[1]).is_file(), line
 
 
 def test_enforced_nft_restores_everything_with_plain_nft(agent: Agent) -> None:
