@@ -49,7 +49,7 @@ from agent.render.common import BLOCK_SETS, checked
 from agent.render.nft_blocklist import render_table, render_update, rooms_for
 from agent.render.nft_isolation import render_break_glass, render_isolation_script
 from agent.state import StateStore
-from agent.state.store import BOOT_PARTS
+from agent.state.store import BOOT_PARTS, ISOLATION_NFT
 from agent.util.ifname import ifname_problem
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class _Enforced:
     parts: list[str]
     check: str | None      # what `nft -c` checks (None: the file itself)
     error: str | None = None
+    checked: str | None = None  # sha256 of the text `nft -c` accepted (isolation inline)
 
 
 class TableWriter:
@@ -140,9 +141,10 @@ class TableWriter:
 
         With `rooms` (the hash sets' sizes the kernel will hold after the commit), the parts
         of enforced.nft are rendered and written while nft loads (the part of the base alone is
-        12 MB at a million elements): they are named by their content, so a refused commit
-        leaves parts no boot file names, swept by the next; enforced.nft itself is replaced
-        only after the commit, as before."""
+        12 MB at a million elements), and enforced.nft's text is checked with `nft -c`: it
+        replaces our table whole, so the answer does not depend on what the kernel holds. The
+        parts are named by their content, so a refused commit leaves parts no boot file
+        names, swept by the next; enforced.nft itself is replaced only after the commit."""
         failed: list[str] = []
         rec = self.store.load_nft_record()
         if rec:
@@ -153,7 +155,8 @@ class TableWriter:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 loading = pool.submit(self.nft.load, script)
                 try:
-                    early = self._enforced(blocklist, rooms)
+                    early = self._enforced(blocklist, rooms, iso_script=render_isolation_script(
+                        self.fw, isolation, now))
                 except Exception:  # done again after the commit, where its error is reported
                     early = None
                 loading.result()
@@ -176,8 +179,10 @@ class TableWriter:
         if failed:
             raise NotPersisted(failed, str(self.store.root))
 
-    def _enforced(self, blocklist: Blocklist, rooms: Mapping[str, int]) -> _Enforced:
-        """enforced.nft's table and its parts written, a damaged part written again."""
+    def _enforced(self, blocklist: Blocklist, rooms: Mapping[str, int],
+                  iso_script: str | None = None) -> _Enforced:
+        """enforced.nft's table and its parts written, a damaged part written again; with
+        `iso_script` (what isolation.nft will hold), what `nft -c` accepted of it checked."""
         damaged = self.boot_files_damaged()
         self.store.boot_parts.remove(d.partition("/")[2] for d in damaged
                                      if d.startswith(f"{BOOT_PARTS}/"))
@@ -187,7 +192,15 @@ class TableWriter:
         except OSError as exc:  # a part could not be written (a full disk)
             log.error("nftables: could not write the parts of enforced.nft: %s", exc)
             return _Enforced(declared, damaged, "", [], None, str(exc.strerror or exc))
-        return _Enforced(declared, damaged, table, parts, check_text)
+        checked = None
+        if iso_script is not None:
+            text = (table if check_text is None else check_text) + iso_script
+            try:
+                self.nft.load(text, check_only=True)
+                checked = _sha(text)
+            except ApplyError:  # checked again after the commit, which reports it
+                pass
+        return _Enforced(declared, damaged, table, parts, check_text, checked=checked)
 
     def _write_boot_files(self, isolation: IsolationState, now: int,
                           blocklist: Blocklist | None, failed: list[str],
@@ -216,6 +229,9 @@ class TableWriter:
             check = (self.nft.check_file if check_text is None
                      else lambda _path: self.nft.load(check_text + (include or iso_script),
                                                       check_only=True))
+            if enforced.checked == _sha((table if check_text is None else check_text)
+                                        + iso_script):
+                check = partial(self._checked_during_commit, check, _sha(iso_script), include)
             if table:
                 files.append(("enforced.nft", table + (include or iso_script),
                               partial(self.store.save_boot_ruleset, check=check)))
@@ -235,6 +251,14 @@ class TableWriter:
                 written[key] = (recorded[key] if key in recorded and key not in damaged
                                 else self.store.boot_file_sha256(key) or "")
         return written
+
+    def _checked_during_commit(self, check: Callable[[Path], None], iso_digest: str,
+                               include: str | None, path: Path) -> None:
+        """The check of enforced.nft when its text passed `nft -c` during the commit: done,
+        unless the isolation.nft it includes does not hold the isolation it was checked with
+        (that file could not be written)."""
+        if include is not None and self.store.boot_file_sha256(ISOLATION_NFT) != iso_digest:
+            check(path)
 
     def boot_files_damaged(self) -> list[str]:
         """The boot files whose content is not what was last written (truncated, edited)."""

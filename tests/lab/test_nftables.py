@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from agent.backends import nft_writer
 from agent.backends.base import ApplyContext
 from agent.backends.nft_exec import Nft
 from agent.backends.nftables import NftablesBackend
 from agent.config import load
-from agent.errors import ApplyError
+from agent.errors import ApplyError, StateError
 from agent.merge import Blocklist
 from agent.plan import make_plan
 from agent.publish import minisign, publish
@@ -227,6 +228,41 @@ def test_failed_transaction_keeps_the_previous_sets(agent: Agent) -> None:
     for line in enforced.splitlines():
         if line.startswith("include "):
             assert Path(line.split('"')[1]).is_file(), line
+
+
+def test_a_boot_file_nft_refuses_is_never_installed(agent: Agent,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """enforced.nft is checked with `nft -c` before it replaces the old one (during the
+    commit, since its text replaces our table whole): a text nft refuses is not installed,
+    the kernel keeps the commit, and the sync says which file was not written."""
+    lab = agent.lab
+    config = load(agent.config)
+    store = StateStore(config.state_dir)
+    applied = store.load_applied()
+    assert applied is not None
+    real = nft_writer.boot_table
+
+    def broken(*args: Any, **kwargs: Any) -> tuple[str, list[str], str | None]:
+        table, parts, check = real(*args, **kwargs)
+        return table + "this is not nft\n", parts, None if check is None else check + (
+            "this is not nft\n")
+
+    monkeypatch.setattr(nft_writer, "boot_table", broken)
+    enforced = (agent.state / "enforced.nft").read_text()
+    more = applied[0]._replace(v4=applied[0].v4 | {"198.51.100.66"})
+    backend = NftablesBackend(Nft(["ip", "netns", "exec", lab.ns["gw"], "nft"]))
+    with pytest.raises(StateError) as err:
+        backend.apply(make_plan(applied[0], more, max_change=1.0), more,
+                      ApplyContext(config=config, store=store, rpz_serial=1))
+    assert "enforced.nft" in err.value.what and "syntax error" in err.value.what
+    assert (agent.state / "enforced.nft").read_text() == enforced
+    assert "198.51.100.66" in agent.nft("list", "set", "inet", TABLE, "v4")  # committed
+    monkeypatch.undo()
+    report = agent.sync()  # the kernel holds no recorded list: reloaded, the boot file written
+    assert report["applied_notes"][0].startswith("nftables: full reload"), report
+    assert "198.51.100.66" not in agent.nft("list", "set", "inet", TABLE, "v4")
+    status = json.loads(agent.cli("status", "--json").stdout)
+    assert status["firewall"]["in_sync"] is True, status["firewall"]
 
 
 def test_enforced_nft_restores_everything_with_plain_nft(agent: Agent) -> None:
