@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from agent import bulk_delta
 from agent.config import FeedConfig
 from agent.digest import KINDS, SAMPLE, Change, Digest, Summary, kind_of
-from agent.formats import collector_paused, sniff
+from agent.formats import sniff
 from agent.formats._common import decode, finish, has_bad_bytes
 from agent.formats.plain import is_bare
 from agent.formats.policy import Payloads, check_reject_ratio, too_many
 from agent.guards import EXPIRED, GuardReject, Policy
 from agent.indicators import DOMAIN, HOSTNAME_RE, IPV4, Indicator, Reject, try_normalize
 from agent.state.feeds import CANONICAL_MARK
+from agent.util.gcpause import collector_paused
 
 _AF_INET = socket.AF_INET
 _pton = socket.inet_pton

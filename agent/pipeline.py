@@ -53,6 +53,7 @@ from agent.render.nft_blocklist import render_table
 from agent.render.rpz import render_zone
 from agent.state import StateStore
 from agent.util.fsutil import atomic_write
+from agent.util.gcpause import collector_paused
 from agent.util.timefmt import utc_now
 
 __all__ = ["SAMPLE", "FeedOutcome", "SyncResult", "parse_payloads", "process_feed", "run"]
@@ -109,6 +110,7 @@ class SyncResult:
         }
 
 
+@collector_paused()  # millions of objects and no cycles: agent.util.gcpause
 def run(
     config: Config,
     *,

@@ -28,8 +28,6 @@ The primary increments the SOA serial itself on every update message; the agent 
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -57,6 +55,7 @@ from agent.errors import ConfigError
 from agent.merge import Blocklist
 from agent.plan import Plan
 from agent.render.rpz import changed_records, zone_name, zone_records
+from agent.util.gcpause import collector_paused
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +141,6 @@ def batches(zone: str, ttl: int, changes: Iterable[Change]) -> Iterator[dns.upda
         yield msg
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No garbage collection while the difference is computed and sent: with a million-entry
-    blocklist alive, every collection walks it, and the tens of thousands of small objects an
-    update creates trigger many (measured: the diff of 20,000 records 0.5 s -> 0.03 s)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class DnsUpdateBackend(Backend):
     name = "dnsupdate"
 
@@ -198,7 +183,7 @@ class DnsUpdateBackend(Backend):
         return f"dnsupdate: unchanged, primary {dns_cfg.server} serial {served}"
 
     def apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:
-        with _gc_paused():
+        with collector_paused():
             return self._apply(plan, blocklist, ctx)
 
     def _apply(self, plan: Plan, blocklist: Blocklist, ctx: ApplyContext) -> str:

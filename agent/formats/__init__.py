@@ -9,10 +9,8 @@ so that one bad line never costs the whole feed.
 from __future__ import annotations
 
 import csv
-import gc
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from agent.errors import FormatError
 from agent.formats._common import decode
@@ -26,6 +24,7 @@ from agent.formats.spamhaus import parse_drop, parse_drop_json
 from agent.formats.stix2 import parse_stix2
 from agent.formats.warninglist import parse_warninglist
 from agent.indicators import ParseResult
+from agent.util.gcpause import collector_paused
 
 log = logging.getLogger(__name__)
 PARSERS: dict[str, Callable[[str], ParseResult]] = {
@@ -48,7 +47,7 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
 # what `format:` and `parse --format` accept; misp-attributes is the API sources' own
 FORMAT_NAMES: tuple[str, ...] = tuple(name for name in PARSERS if name != "misp-attributes")
 
-__all__ = ["FORMAT_NAMES", "collector_paused", "parse", "sniff"]
+__all__ = ["FORMAT_NAMES", "parse", "sniff"]
 
 
 def parse(data: bytes, fmt: str = "auto") -> ParseResult:
@@ -62,7 +61,7 @@ def parse(data: bytes, fmt: str = "auto") -> ParseResult:
                 f"unknown feed format {fmt!r}", reason="format",
                 hint=f"use one of: auto, {', '.join(FORMAT_NAMES)}",
             )
-        with _collector_paused():
+        with collector_paused():
             return parser(decode(data))
     except (ValueError, LookupError, TypeError, AttributeError, RecursionError,
             csv.Error) as exc:
@@ -76,21 +75,3 @@ def parse(data: bytes, fmt: str = "auto") -> ParseResult:
             "stays enforced. Check `blocklist-agent parse` on the file") from None
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a feed is parsed.
-
-    A million new Indicator tuples would trigger hundreds of collections that find nothing (the
-    tuples hold only strings and numbers): measured, that was a third of the parse time. Nothing
-    here creates reference cycles, so pausing loses nothing; the previous state is restored.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-collector_paused = _collector_paused  # the bulk path (agent.bulk) parses with it too

@@ -8,6 +8,7 @@ tests/lab/test_fault_injection.py.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -274,6 +275,7 @@ def test_one_failing_backend_does_not_hide_what_another_applied(
     from agent.fetch import HttpFetcher
 
     applied: list[int] = []
+    collecting: list[bool] = []
 
     class Broken(Backend):
         name = "broken"
@@ -286,6 +288,7 @@ def test_one_failing_backend_does_not_hide_what_another_applied(
 
         def apply(self, plan: Any, blocklist: Any, ctx: Any) -> str:
             applied.append(blocklist.total)
+            collecting.append(gc.isenabled())
             return "works: applied"
 
     publish("cert", GOOD)
@@ -294,6 +297,9 @@ def test_one_failing_backend_does_not_hide_what_another_applied(
     result = pipeline.run(config, fetcher=HttpFetcher(), store=StateStore(state_dir),
                           local=overrides.Overrides.empty(), backends=[Broken(), Works()])
     assert applied == [1]
+    # the collector is paused for the sync (agent.util.gcpause) and running again after it,
+    # whatever failed inside
+    assert collecting == [False] and gc.isenabled()
     assert [(b["name"], b["applied"]) for b in result.backends] == [("broken", False),
                                                                     ("works", True)]
     assert result.error is not None and result.error.reason == "internal-applying"
