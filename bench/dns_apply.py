@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the lab package
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dns.rcode
+from deployed import deployed_env
 
 from agent.publish import minisign, publish
 from lab import Lab
@@ -148,6 +150,7 @@ class Bench:
     def __init__(self, lab: Lab, work: Path, names: int, change: float) -> None:
         self.lab = lab
         self.work = work
+        self.env = deployed_env(work / "pycache")  # from byte code, as installed
         rnd = random.Random(4)
         self.first = [f"n{i:07d}-{rnd.randrange(10**6):06d}.example" for i in range(names)]
         count = max(1, int(names * change))
@@ -190,7 +193,7 @@ dns:
         proc = self.lab.spawn("gw", sys.executable, "-c", WRAPPER, sys.executable, "-m",
                               "agent", "-c", str(config), "sync", "-v",
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=str(ROOT))
+                              cwd=str(ROOT), env=self.env)
         events: dict[str, float] = {}
         lines: list[str] = []
         out: list[str] = []

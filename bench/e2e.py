@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from deployed import deployed_env  # noqa: E402
 from nft_apply import FIRST, baseline_script  # noqa: E402
 
 from agent.publish import minisign, publish  # noqa: E402
@@ -137,13 +138,7 @@ class Bench:
         self.ns = ""
         self.nft = ["nft"]
         self.profile: Path | None = None
-        # The agent runs from byte code, as the Debian package installs it (dh-python compiles
-        # it), even where PYTHONDONTWRITEBYTECODE is set for development: compiled once, here.
-        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        self.env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-        subprocess.run([sys.executable, "-c", "import agent.cli.commands.sync, "
-                        "agent.cli.commands.daemon, agent.backends.nftables, agent.daemon.loop"],
-                       check=True, cwd=str(ROOT), env=self.env)
+        self.env = deployed_env(work / "pycache")  # from byte code, as installed
 
     def publish(self, feed: Feed) -> None:
         feed.serial += 1
