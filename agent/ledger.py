@@ -10,7 +10,7 @@ the change costs; the base is rewritten (compacted) once the difference has grow
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.merge import ENFORCING, SET_NAMES, Blocklist
@@ -20,6 +20,21 @@ if TYPE_CHECKING:  # the plan's types only: the kill switch reads the record wit
 
 Sets = Mapping[str, frozenset[str]]
 EMPTY: frozenset[str] = frozenset()
+FEW_SEARCHES = 16  # values looked for in a base's text, past which its set is built instead
+
+
+def _in_lines(blob: str, value: str) -> bool:
+    """Is `value` one of the "\n"-separated lines of `blob` (a search, no copy of it)?"""
+    return (blob == value or blob.startswith(value + "\n") or blob.endswith("\n" + value)
+            or f"\n{value}\n" in blob)
+
+
+def members(blocklist: Blocklist, name: str, values: Iterable[str]) -> frozenset[str]:
+    """The `values` that set `name` of `blocklist` holds, built only if it must be."""
+    if isinstance(blocklist, LazyBlocklist):
+        return blocklist.holding(name, values)
+    current: frozenset[str] = getattr(blocklist, name)
+    return frozenset(v for v in values if v in current)
 # The difference is folded into a new base once it holds this share of the entries (or, for a
 # small list, this many entries): past that, rewriting it at every sync costs more than a base.
 COMPACT_SHARE = 0.10
@@ -128,6 +143,27 @@ class LazyBlocklist(Blocklist):
             found = (base - minus) | plus if minus or plus else base
             self._built[name] = found
         return found
+
+    def holding(self, name: str, values: Iterable[str]) -> frozenset[str]:
+        """The `values` that set `name` holds. A set not built yet is not built for a few
+        values (a DNS update asks about the owners a plan touched, a million-name set costs
+        half a second to build): the difference answers, then a search of the base's text."""
+        found = self._built.get(name)
+        if found is not None:
+            return frozenset(v for v in values if v in found)
+        plus = self._delta.added.get(name, EMPTY)
+        minus = self._delta.removed.get(name, EMPTY)
+        held = {v for v in values if v in plus}
+        rest = [v for v in values if v not in plus and v not in minus]
+        if len(rest) > FEW_SEARCHES:
+            found = self._set(name)
+            return frozenset(held.union(v for v in rest if v in found))
+        if rest:
+            if self._base_sets is None:
+                self._base_sets = self._base()
+            blob = self._base_sets.get(name, "")
+            held.update(v for v in rest if _in_lines(blob, v))
+        return frozenset(held)
 
     def after(self, changes: Mapping[str, SetChange],
               built: Mapping[str, frozenset[str]] | None = None) -> LazyBlocklist:

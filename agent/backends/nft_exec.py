@@ -1,10 +1,10 @@
 """The one executor of nft commands (like firewalld's): every kernel change goes through here.
 
 A script is given to `nft -f -` on its standard input (a file in memory, agent.util.command),
-which the kernel applies as one transaction: all of it or none of it. Nothing is written to /tmp (a crash left a script there
-each time; a 30 MB table over months fills a small disk). The command prefix is injectable so
-the tests and the benchmarks can run the very same code inside a network namespace
-(`ip netns exec NS nft`).
+which the kernel applies as one transaction: all of it or none of it. Nothing is written to
+/tmp (a crash left a script there each time; a 30 MB table over months fills a small disk).
+The command prefix is injectable so the tests and the benchmarks can run the very same code
+inside a network namespace (`ip netns exec NS nft`).
 """
 
 from __future__ import annotations

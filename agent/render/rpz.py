@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from agent.config import DnsConfig
 from agent.errors import ConfigError
 from agent.indicators import MAX_DNS_NAME, owner_octets
+from agent.ledger import members
 from agent.merge import Blocklist
 from agent.plan import SetChange
 from agent.render.common import checked
@@ -202,10 +203,13 @@ def changed_records(dns: DnsConfig, blocklist: Blocklist, changes: Mapping[str, 
     after: dict[str, frozenset[str]] = {}
     before: dict[str, frozenset[str]] = {}
     for name in (*_DOMAIN_SETS, *_IP_SETS):
-        current: frozenset[str] = getattr(blocklist, name)
         touched = touched_names if name in _DOMAIN_SETS else touched_ips
-        now = frozenset(v for v in touched if v in current)
         step = changes.get(name)
+        if step is None:
+            now = members(blocklist, name, touched)
+        else:  # what the step added is in the set, what it removed is not: ask the others
+            unknown = [v for v in touched if v not in step.added and v not in step.removed]
+            now = (step.added & touched) | members(blocklist, name, unknown)
         was = now if step is None else (now - step.added) | (step.removed & touched)
         after[name], before[name] = now, was
     return (zone_records(dns, Blocklist(**before)), zone_records(dns, Blocklist(**after)))

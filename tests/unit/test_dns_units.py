@@ -12,6 +12,7 @@ import dns.rdatatype
 import dns.update
 import pytest
 
+from agent import ledger
 from agent.backends import dns_update
 from agent.backends.base import ApplyContext
 from agent.backends.dns_bind import BindBackend
@@ -37,6 +38,7 @@ from agent.backends.registry import dns_backend_for
 from agent.config import Config, DnsConfig, loads
 from agent.errors import ApplyError, ConfigError
 from agent.indicators import normalize
+from agent.ledger import Delta, LazyBlocklist
 from agent.merge import SET_NAMES, Blocklist, merge
 from agent.plan import make_plan
 from agent.render.rpz import changed_records, render_zone, zone_records
@@ -68,9 +70,18 @@ def apply_changes(records: dict[str, str], changes: list[Change]) -> dict[str, s
     return out
 
 
+def recorded(base: Blocklist, bl: Blocklist) -> LazyBlocklist:
+    """`bl` as a sync's record holds it: the text of a base and the difference from it."""
+    blobs = {name: "\n".join(sorted(getattr(base, name))) for name in SET_NAMES}
+    delta = Delta({n: getattr(bl, n) - getattr(base, n) for n in SET_NAMES},
+                  {n: getattr(base, n) - getattr(bl, n) for n in SET_NAMES})
+    return LazyBlocklist(lambda: blobs, delta, bl.counts())
+
+
 @pytest.mark.parametrize("seed", range(60))
 def test_plan_diff_turns_the_old_zone_into_the_new_one(seed: int) -> None:
-    """What the incremental path sends, applied to the old zone, is exactly the new zone."""
+    """What the incremental path sends, applied to the old zone, is exactly the new zone;
+    the same from the record of the new list (its sets built only when they must be)."""
     rng = random.Random(seed)
     old, new = random_blocklist(rng), random_blocklist(rng)
     plan = make_plan(old, new, max_change=1.0)
@@ -79,6 +90,32 @@ def test_plan_diff_turns_the_old_zone_into_the_new_one(seed: int) -> None:
     assert apply_changes(zone_records(DNS, old), changes) == zone_records(DNS, new)
     touched = {c.owner for c in changes}
     assert len(touched) == len(changes)  # one change per owner: delete and add go together
+    for base in (old, random_blocklist(rng), Blocklist()):
+        assert changed_records(DNS, recorded(base, new), plan.changes) == (before, after)
+
+
+def test_a_record_answers_membership_without_building_its_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [f"h{i}.example" for i in range(1000)]
+    base = Blocklist(names=frozenset(names))
+    new = base._replace(names=base.names - {"h1.example", "h2.example"} | {"fresh.example"})
+    lazy = recorded(base, new)
+    # first line, last line, middle, a line's tail, a value the difference decides
+    asked = ["h0.example", names[-1], "h500.example", "0.example", "h1.example",
+             "fresh.example", "nope.example", "h99.example"]
+    assert lazy.holding("names", asked) == frozenset(v for v in asked if v in new.names)
+    assert lazy.loaded() == []
+    monkeypatch.setattr(ledger, "FEW_SEARCHES", 2)  # more to look for: the set is built
+    assert lazy.holding("names", asked) == frozenset(v for v in asked if v in new.names)
+    assert lazy.loaded() == ["names"]
+    single = recorded(Blocklist(names=frozenset({"only.example"})), Blocklist(
+        names=frozenset({"only.example"})))
+    assert single.holding("names", ["only.example", "nly.example"]) == {"only.example"}
+    # a plan that changes names only reads no set of a million-name record
+    plan = make_plan(base, new, max_change=1.0)
+    fresh = recorded(base, new)
+    assert changed_records(DNS, fresh, plan.changes) == changed_records(DNS, new, plan.changes)
+    assert "names" not in fresh.loaded()
 
 
 def test_plan_diff_costs_the_change_not_the_list() -> None:
