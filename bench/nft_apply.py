@@ -100,7 +100,7 @@ def main() -> None:
         nft.run("delete", "table", "inet", "baseline")
 
         config = Config(state_dir=str(work / "state"), firewall=FirewallConfig(
-            management=("10.10.99.0/24",)))
+            management=("10.10.99.0/24",), wan_interfaces=("wan0",)))  # break-glass.nft cuts it
         store = StateStore(config.state_dir)
         ctx = ApplyContext(config=config, store=store, rpz_serial=1)
         backend = NftablesBackend(nft)
