@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from agent.backends.base import ApplyContext
@@ -120,8 +121,12 @@ def main() -> None:
 
         nft.load = timed_load  # type: ignore[method-assign]
         started = time.perf_counter()
-        note_update = backend.apply(plan, second, ctx)
+        # the next sync's number: the record says the kernel holds generation 1, so this
+        # applies by difference (the same number again would be a full reload, rightly)
+        note_update = backend.apply(plan, second, replace(ctx, generation=ctx.generation + 1))
         update_s = time.perf_counter() - started
+        if "incremental" not in note_update:  # else this would time a full reload
+            raise SystemExit(f"the update was not applied by difference: {note_update}")
         nft.load = load  # type: ignore[method-assign]
 
         listing = nft.run("-t", "list", "ruleset")
