@@ -27,6 +27,7 @@ from agent.backends.base import ApplyContext
 from agent.backends.nft_exec import Nft
 from agent.backends.nftables import NftablesBackend
 from agent.config import Config, FirewallConfig
+from agent.ledger import LazyBlocklist
 from agent.merge import Blocklist
 from agent.plan import make_plan
 from agent.render.common import hash_room
@@ -105,11 +106,18 @@ def main() -> None:
         store = StateStore(config.state_dir)
         ctx = ApplyContext(config=config, store=store, rpz_serial=1)
         backend = NftablesBackend(nft)
+        # as a sync hands them over: on a base written to the state directory (so that the
+        # boot file is written in parts), then recorded as applied
         started = time.perf_counter()
-        note_full = backend.apply(make_plan(None, first, max_change=1.0), first, ctx)
+        staged = store.staged(first)
+        note_full = backend.apply(make_plan(None, first, max_change=1.0), staged, ctx)
         full_s = time.perf_counter() - started
-
-        plan = make_plan(first, second, max_change=1.0)
+        store.save_applied(staged, {"generation": ctx.generation})
+        applied = store.load_applied()
+        assert applied is not None
+        plan = make_plan(applied[0], second, max_change=1.0)
+        assert isinstance(applied[0], LazyBlocklist)
+        after = applied[0].after(plan.changes)
         timings: dict[str, float] = {}
         load = nft.load
 
@@ -123,7 +131,8 @@ def main() -> None:
         started = time.perf_counter()
         # the next sync's number: the record says the kernel holds generation 1, so this
         # applies by difference (the same number again would be a full reload, rightly)
-        note_update = backend.apply(plan, second, replace(ctx, generation=ctx.generation + 1))
+        note_update = backend.apply(plan, store.staged(after),
+                                    replace(ctx, generation=ctx.generation + 1))
         update_s = time.perf_counter() - started
         if "incremental" not in note_update:  # else this would time a full reload
             raise SystemExit(f"the update was not applied by difference: {note_update}")
