@@ -151,6 +151,7 @@ class LazyBlocklist(Blocklist):
         found = self._built.get(name)
         if found is not None:
             return frozenset(v for v in values if v in found)
+        values = list(values)  # read twice below
         plus = self._delta.added.get(name, EMPTY)
         minus = self._delta.removed.get(name, EMPTY)
         held = {v for v in values if v in plus}

@@ -104,6 +104,7 @@ def test_a_record_answers_membership_without_building_its_set(
     asked = ["h0.example", names[-1], "h500.example", "0.example", "h1.example",
              "fresh.example", "nope.example", "h99.example"]
     assert lazy.holding("names", asked) == frozenset(v for v in asked if v in new.names)
+    assert lazy.holding("names", iter(asked)) == lazy.holding("names", asked)  # read once
     assert lazy.loaded() == []
     monkeypatch.setattr(ledger, "FEW_SEARCHES", 2)  # more to look for: the set is built
     assert lazy.holding("names", asked) == frozenset(v for v in asked if v in new.names)
