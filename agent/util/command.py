@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,11 +52,7 @@ def _input_file(text: str) -> int:
     needing the interpreter's lock: a thread doing other work meanwhile (the boot files,
     during a 12 MB nft load) would slow the child down. A file in memory needs no feeding,
     and leaves nothing on disk whatever happens to this process."""
-    try:
-        fd = os.memfd_create("blocklist-agent-input", os.MFD_CLOEXEC)
-    except (AttributeError, OSError):  # no memfd: an unlinked temp file serves the same
-        with tempfile.TemporaryFile() as tmp:
-            fd = os.dup(tmp.fileno())
+    fd = os.memfd_create("blocklist-agent-input", os.MFD_CLOEXEC)  # Linux >= 3.17
     with os.fdopen(os.dup(fd), "wb") as out:
         out.write(text.encode())
     os.lseek(fd, 0, os.SEEK_SET)
