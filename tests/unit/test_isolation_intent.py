@@ -147,7 +147,9 @@ def test_resolution_has_a_hard_total_deadline(monkeypatch: pytest.MonkeyPatch) -
     took = time.monotonic() - t0
     release.set()
     print(f"\n21 names, 20 behind a dead resolver: settled in {took * 1000:.0f} ms")
-    assert took < 0.45
+    # 20 names at 0.3 s each would be 6 s and the dead resolver holds each for 10 s: well under
+    # either is the one deadline for all, with room for a busy CI machine
+    assert took < 1.5
     assert result.answered == ("live.example",)
     assert result.addresses == {"dead3.example": ["198.51.100.3"], "live.example": ["192.0.2.5"]}
     assert "dead3.example" in result.unresolved and len(result.unresolved) == 20

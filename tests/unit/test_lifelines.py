@@ -148,7 +148,7 @@ def test_resolve_all_never_waits_past_its_deadline(monkeypatch: pytest.MonkeyPat
     started = time.monotonic()
     found = resolve_all(["slow.example", "fast.example"], 0.3)
     release.set()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # the slow name holds for 5 s
     assert found == {"fast.example": ["192.0.2.7"]}
 
 
