@@ -83,6 +83,7 @@ class _Feed:
     accepted: int = 0
     until: int | None = None
     special: list[str] = field(default_factory=list)  # rows not taken as they are (a payload's)
+    special_lines: list[int] = field(default_factory=list)  # their line indexes
     scanned: dict[str, int] = field(default_factory=dict)  # values the scan took, per kind
     # odd rows accepted as a plain value: row -> (kind, value, provenance flag), Digest.known
     known: dict[str, tuple[str, str, str]] = field(default_factory=dict)
@@ -91,12 +92,15 @@ class _Feed:
 
 
 def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, lines: bool,
-             before: Digest | None = None, read: tuple[str, ...] | None = None
+             before: Digest | None = None, read: tuple[str, ...] | None = None,
+             before_text: str | None = None
              ) -> tuple[Digest, tuple[str, ...], tuple[GuardReject, ...]]:
     """(digest, provenance lines if `lines`, every guard reject) of a feed `applies` accepts;
     FormatError past the feed's max_reject_ratio, as parse_payloads raises it. `before`: the
     result of the previous copy of a one-payload feed, to read this one by difference
-    (agent.bulk_delta). `read`: the payloads' `texts`, when the caller has them already."""
+    (agent.bulk_delta), and `before_text`, that copy's text as `texts` reads it, when at hand
+    (it is then compared in order). `read`: the payloads' `texts`, when the caller has them
+    already."""
     out = _Feed()
     clear = policy.clear_first_octets()
     single = len(data.payloads) == 1
@@ -105,7 +109,7 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, line
         assert found is not None, "bulk.validate of payloads bulk.applies refuses"
         for (path, _, _), text in zip(data.payloads, found, strict=True):
             _payload(out, path, text, feed.subdomains, policy, clear, lines,
-                     before if single else None)
+                     before if single else None, before_text if single else None)
             if out.accepted + len(out.refused) > feed.max_indicators:  # as parse_payloads
                 raise too_many(feed, out.accepted + len(out.refused), path)
     total = out.accepted + len(out.refused) + len(out.rejects)  # read: kept, refused, malformed
@@ -132,7 +136,8 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, line
     special = (tuple(out.special) if single and len(out.special) <= bulk_delta.MAX_SHARE
                * max(total, 1) else None)
     return (Digest(summary, values, special=special, plain=plain, change=out.change,
-                   known=out.known), tuple(out.index), tuple(out.refused))
+                   known=out.known, special_lines=tuple(out.special_lines)),
+            tuple(out.index), tuple(out.refused))
 
 
 def _unique(columns: dict[str, list[str]], scanned: dict[str, int]
@@ -151,16 +156,17 @@ def _unique(columns: dict[str, list[str]], scanned: dict[str, int]
 
 
 def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
-             clear: frozenset[str], lines: bool, before: Digest | None) -> None:
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    rows = text.split("\n")
+             clear: frozenset[str], lines: bool, before: Digest | None,
+             before_text: str | None) -> None:
+    rows = _rows(text)
     kind = "wild" if subdomains else "names"
     names, v4 = out.columns[kind], out.columns["v4"]
     clear_octet = bytes(str(o) in clear for o in range(256))
     scan = functools.partial(_scan, clear_octet=clear_octet,
                              name_suspect=policy.name_suspect_test(), subdomains=subdomains)
-    shift = bulk_delta.by_difference(rows, before, kind) if before is not None else None
+    shift = (bulk_delta.by_difference(rows, before, kind, None if before_text is None
+                                      else _rows(before_text))
+             if before is not None else None)
     if shift is None:  # every row is scanned
         odd, suspects = scan(enumerate(rows), v4, names)
     else:  # the rows that were not plain rows of the previous copy
@@ -182,11 +188,16 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     refused.sort(key=lambda item: item[0])
     out.refused.extend(g for _, g in refused)
     out.accepted += len(rows) - rows.count("") - malformed - len(refused)
-    out.special = [rows[i] for i in sorted([*odd, *suspects])]
+    out.special_lines = sorted([*odd, *suspects])
+    out.special = [rows[i] for i in out.special_lines]
     if shift is not None:
-        out.change, out.plain = shift.finish(rows, out.columns, out.scanned)
+        out.change, out.plain = shift.finish(rows, out.columns, out.scanned, out.special)
     if lines:
         _index(out, path, odd, verdict, subdomains)
+
+
+def _rows(text: str) -> list[str]:
+    return (text.replace("\r\n", "\n") if "\r" in text else text).split("\n")
 
 
 def _scan(rows: Iterable[tuple[int, str]], v4: list[str], names: list[str], *,

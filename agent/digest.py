@@ -107,23 +107,28 @@ class Digest:
 
     For a one-payload plain list read by the bulk path (agent.bulk), what the next copy's
     reading by difference needs (agent.bulk_delta; None otherwise): `special`, the rows it did
-    not take as they are; `plain`, for "v4" and the feed's names kind, how many values at the
-    head of the list are such rows, taken as they are; `known`, the special rows accepted as
-    a plain value (row -> kind, value, provenance flag), whose verdict is not computed again.
+    not take as they are, and `special_lines`, their indexes in the payload's lines (None when
+    not known: a cache file from before they were kept); `plain`, for "v4" and the feed's
+    names kind, how many values at the head of the list are such rows, taken as they are;
+    `known`, the special rows accepted as a plain value (row -> kind, value, provenance flag),
+    whose verdict is not computed again.
     `change`: set when this result was read by difference, for this sync only (not cached).
     """
 
-    __slots__ = ("_load", "_values", "change", "known", "plain", "special", "summary")
+    __slots__ = ("_load", "_values", "change", "known", "plain", "special", "special_lines",
+                 "summary")
 
     def __init__(self, summary: Summary,
                  values: Mapping[str, Sequence[str]] | Callable[[], Mapping[str, Sequence[str]]],
                  *, special: Sequence[str] | None = None, plain: Mapping[str, int] | None = None,
                  change: Change | None = None,
-                 known: Mapping[str, tuple[str, str, str]] | None = None) -> None:
+                 known: Mapping[str, tuple[str, str, str]] | None = None,
+                 special_lines: Sequence[int] | None = None) -> None:
         self.summary = summary
         self._load = values if callable(values) else None
         self._values: Mapping[str, Sequence[str]] | None = None if callable(values) else values
         self.special = special
+        self.special_lines = special_lines if special is not None else None
         self.plain = plain if special is not None else None
         self.known = known if special is not None else None
         self.change = change

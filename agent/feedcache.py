@@ -124,8 +124,10 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
     read = bulk.texts(data)
     if read is not None:
         was = before(feed, data, previous, store, policy_print) if key and policy_print else None
+        old = bulk.texts(previous) if was is not None and previous is not None else None
         digest, index, rejected = bulk.validate(feed, data, policy, key, lines=lines,
-                                                before=was, read=read)
+                                                before=was, read=read,
+                                                before_text=old[0] if old else None)
     else:
         parsed = parse_payloads(feed, data, with_index=lines)
         guard = policy.check(parsed.indicators)

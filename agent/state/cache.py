@@ -3,7 +3,8 @@
     header line   "blocklist-agent digest 3 HEADER_SHA256 BODY_SHA256 HEADER_BYTES"
     header        JSON: the Summary and the byte size of each kind's blob, and of the special
                   rows' (agent.digest.Digest.special; -1: none known), of the known rows'
-                  verdicts (Digest.known), Digest.plain
+                  verdicts (Digest.known), Digest.plain, the special rows' line indexes
+                  (Digest.special_lines; absent from files written before they were kept)
     body          the accepted values, one "\\n"-separated blob per kind (agent.digest.KINDS),
                   then the special rows, then the known rows ("row\\tkind\\tvalue\\tflag\\n")
 
@@ -43,6 +44,8 @@ def encode(digest: Digest) -> bytes:
     header = json.dumps({"summary": digest.summary.to_json(), "sizes": [len(b) for b in blobs],
                          "special": -1 if special is None else len(special),
                          "known": len(known),
+                         "special_lines": None if digest.special_lines is None
+                         else list(digest.special_lines),
                          "plain": None if digest.plain is None else dict(digest.plain)}).encode()
     line = b"%s %s %s %d\n" % (MAGIC, hashlib.sha256(header).hexdigest().encode(),
                                hashlib.sha256(body).hexdigest().encode(), len(header))
@@ -90,7 +93,16 @@ def decode(data: bytes, key: str) -> Digest:
     return Digest(summary, values, special=None if special < 0 else
                   (rows.split("\n") if rows else []),
                   plain=None if plain is None else {str(k): int(n) for k, n in plain.items()},
-                  known=verdicts)
+                  known=verdicts, special_lines=_lines(doc.get("special_lines")))
+
+
+def _lines(found: object) -> tuple[int, ...] | None:
+    """The special rows' line indexes (absent from a file written before they were kept)."""
+    if found is None:
+        return None
+    if not isinstance(found, list):
+        raise ValueError("its special rows' lines are not a list")
+    return tuple(int(n) for n in found)
 
 
 def load(root: Path, feed: str, key: str) -> Digest | None:

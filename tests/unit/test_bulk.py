@@ -153,13 +153,14 @@ def test_guard_shortcuts_never_hide_a_refusal() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(line, max_size=30), st.lists(line, max_size=10), st.lists(st.booleans()),
-       st.booleans(), st.sampled_from([0.2, 1.0]))
+       st.booleans(), st.sampled_from([0.2, 1.0]), st.booleans())
 def test_reading_by_difference_equals_reading_all(
         old_rows: list[str], added: list[str], drop: list[bool], subdomains: bool,
-        ratio: float) -> None:
+        ratio: float, in_order: bool) -> None:
     """A copy read from the previous one's result (agent.bulk_delta) is the full reading's:
     counts, samples, refusals, provenance, special rows, a refusal past max_reject_ratio; its
-    change is the lists' difference."""
+    change is the lists' difference. `in_order`: with the previous copy's text, which the
+    reading compares in order when its plain rows are unique (agent.align)."""
     feed = FeedConfig(name="f", url="file:///x", subdomains=subdomains, max_reject_ratio=ratio)
     kept = [r for r, d in zip(old_rows, [*drop, *[False] * len(old_rows)], strict=False)
             if not d]
@@ -168,6 +169,7 @@ def test_reading_by_difference_equals_reading_all(
     new = Data(("list.txt", "plain", "\n".join(new_rows).encode()))
     if not bulk.applies(old) or not bulk.applies(new):
         return
+    text = bulk.texts(old)[0] if in_order else None  # type: ignore[index]
     with pytest.MonkeyPatch.context() as patch:  # even a change of every row, here
         patch.setattr(bulk_delta, "MAX_SHARE", float("inf"))
         previous = bulk.validate(replace(feed, max_reject_ratio=1.0), old, POLICY, "k0",
@@ -176,14 +178,17 @@ def test_reading_by_difference_equals_reading_all(
             want = bulk.validate(feed, new, POLICY, "k", lines=True)
         except FormatError as exc:
             with pytest.raises(FormatError) as refused:
-                bulk.validate(feed, new, POLICY, "k", lines=True, before=previous)
+                bulk.validate(feed, new, POLICY, "k", lines=True, before=previous,
+                              before_text=text)
             assert str(refused.value) == str(exc)
             return
-        got = bulk.validate(feed, new, POLICY, "k", lines=True, before=previous)
+        got = bulk.validate(feed, new, POLICY, "k", lines=True, before=previous,
+                            before_text=text)
     change = got[0].change
     assert change is not None and change.base == previous.ident
     assert got[0].summary == want[0].summary
     assert sorted(got[0].special or ()) == sorted(want[0].special or ())
+    assert got[0].special_lines == want[0].special_lines
     for kind in KINDS:
         values = got[0].values(kind)
         assert len(values) == len(set(values)), kind
@@ -223,6 +228,8 @@ def test_a_kept_result_remembers_its_rows_for_the_next_reading() -> None:
     back = cache.decode(cache.encode(digest), "k")
     assert sorted(back.special or ()) == ["1.2.3.0/24", "10.0.0.1", "EVIL.com"]
     assert back.plain == {"v4": 21, "names": 2} == digest.plain
+    assert back.special_lines == digest.special_lines == (1, 2, 4)  # where the reading in
+    # order finds them again (agent.bulk_delta)
     assert back.known == digest.known == {"1.2.3.0/24": ("v4_nets", "1.2.3.0/24", ""),
                                           "EVIL.com": ("names", "evil.com", "")}
     assert list(back.values("names")) == ["evil.com", "x.org"]

@@ -111,15 +111,15 @@ def test_nothing_new_applies_nothing_and_keeps_the_record(synced: Callable[..., 
     assert newer["meta"]["generation"] == record["meta"]["generation"] + 1
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Each reading by difference tried: whether it was taken (agent.bulk_delta)."""
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Each reading by difference tried: how it was taken, or None (agent.bulk_delta)."""
     from agent import bulk_delta
-    taken: list[bool] = []
+    taken: list[str | None] = []
     real = bulk_delta.by_difference
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         shift = real(*args, **kwargs)
-        taken.append(shift is not None)
+        taken.append(None if shift is None else shift.way)
         return shift
 
     monkeypatch.setattr(bulk_delta, "by_difference", spy)
@@ -140,7 +140,7 @@ def test_an_update_is_read_by_difference_as_a_full_reading_would(
     new = [*rows[:100], "10.9.8.7", "45.155.205.9", "1.2.3.0/24", "EVIL.example", *rows[101:]]
     publish("cert", "\n".join(new) + "\n", serial=3)
     doc = _sync_json(cli)
-    assert taken == [True]
+    assert taken == ["in order"]  # the copies share their order: compared side by side
     feed = doc["feeds"][0]
     assert feed["parsed"] == 443 and feed["accepted"] == 442 and feed["error"] is None
     assert feed["guard_rejects"] == {"special-range": 1}, feed
@@ -152,6 +152,34 @@ def test_an_update_is_read_by_difference_as_a_full_reading_would(
     assert why["sources"][0]["ref"].endswith(":103"), why
     why = cli("why", "185.220.0.200", "--json").json
     assert why["sources"][0]["ref"].endswith(":203"), why
+
+
+@pytest.mark.parametrize(("reorder", "way"), [
+    pytest.param(lambda rows: rows[20:] + rows[:20] + rows[10:12], "in order",
+                 id="rows moved and listed twice"),
+    pytest.param(lambda rows: rows[::-1][:-3], "by sets", id="order reversed"),
+])
+def test_a_reordered_copy_is_enforced_as_listed(
+        synced: Callable[..., Path], cli: Cli, publish: Callable[..., Any],
+        enforced: Callable[[], Any], monkeypatch: pytest.MonkeyPatch,
+        reorder: Callable[[list[str]], list[str]], way: str) -> None:
+    """Rows that move, repeat or change order between two copies: the reading in order
+    pairs what it can and the rest is scanned, or it gives the copies to the sets; either way
+    the kernel holds exactly what the new copy lists."""
+    synced()
+    rows = [f"185.221.{i // 200}.{i % 200 + 1}" for i in range(600)] + [
+        f"host{i}.evil.example" for i in range(60)]
+    publish("cert", "\n".join(rows) + "\n", serial=2)
+    _sync_json(cli)
+    taken = _spy(monkeypatch)
+    new = reorder(rows)
+    publish("cert", "\n".join(new) + "\n", serial=3)
+    doc = _sync_json(cli)
+    assert taken == [way]
+    sets = enforced()
+    assert set(sets["v4"]) == {r for r in new if r[-1].isdigit()}
+    assert set(sets["names"]) == {r for r in new if not r[-1].isdigit()}
+    assert doc["feeds"][0]["accepted"] == len(new)
 
 
 def test_a_previous_copy_changed_on_disk_is_not_read_by_difference(
