@@ -268,7 +268,7 @@ def process_feed(
     if refresh:
         started = time.perf_counter()
         try:
-            data = sources.fetch(feed, fetcher, cached, now)
+            data = sources.fetch(feed, fetcher, cached, now, verified)
         except Exception as exc:
             error = contained(exc, stage="fetching and verifying", where=where, keep=_KEEP)
         clock.add("fetch_verify", started)

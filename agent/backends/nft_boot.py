@@ -39,18 +39,22 @@ def _quoted(path: str) -> str | None:
 def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore,
                rooms: Mapping[str, int] | None = None) -> tuple[str, list[str], str | None]:
     """(the table for enforced.nft, the parts it includes: keep them, sweep the others, and
-    what `nft -c` checks before enforced.nft is replaced: None for the file itself).
+    what `nft -c` checks before enforced.nft is replaced).
 
-    In parts, the check is the table without elements. Every part holds what the kernel holds
-    after the commit that had it written, rendered by the same renderer: the base and the
+    The check is the table without elements, inline or in parts. The elements inline are the
+    ones the commit that has the file written loaded, from the same renderer (or the record's,
+    loaded so by the commit that made it): checking them again was a second load of a million
+    elements on the other core during a first sync. In parts, every part holds what the kernel
+    holds after the commit that had it written, rendered by the same renderer: the base and the
     difference the hash sets' elements the kernel accepted in the commits that made them, the
     prefix part the interval sets this commit left (refilled whole when they change). Checking
     them again would cost a load of their elements (a million: a whole load; 10k prefixes:
     0.2 s). Each part's sha256 is recorded with the boot files (TableWriter), so damage is
     seen, and a damaged part is removed and written again."""
     base = blocklist.base_loader() if isinstance(blocklist, LazyBlocklist) else None
+    skeleton = render_table(fw, Blocklist(), rooms=rooms_for(blocklist, rooms))
     if not isinstance(base, BaseFile) or _quoted(str(store.boot_parts.path("x"))) is None:
-        return render_table(fw, blocklist, rooms=rooms), [], None
+        return render_table(fw, blocklist, rooms=rooms), [], skeleton
     assert isinstance(blocklist, LazyBlocklist)
     tag = hashlib.sha256(f"{fw.table}\n{base.sha256}".encode()).hexdigest()[:32]
     base_name = f"base-{tag}.nft"
@@ -81,5 +85,4 @@ def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore,
             store.boot_parts.save(name, text)
         names.append(name)
     includes = "".join(str(_quoted(str(store.boot_parts.path(n)))) for n in names)
-    skeleton = render_table(fw, Blocklist(), rooms=rooms_for(blocklist, rooms))
     return skeleton + includes, names, skeleton

@@ -18,12 +18,13 @@ _Pull = Callable[[FeedConfig, Fetcher, CachedFeed | None, datetime], FeedData]
 PULLS: dict[str, _Pull] = {"misp": misp.fetch, "misp-feed": misp_feed.fetch, "taxii": taxii.fetch}
 
 
-def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
-          ) -> FeedData | None:
-    """Fresh data, the cached record refreshed (fresh False), or None when unchanged."""
+def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime,
+          verified: FeedData | None = None) -> FeedData | None:
+    """Fresh data, the cached record refreshed (fresh False), or None when unchanged.
+    `verified`: the cached copy as load_cached checked it in this sync, if it did."""
     pull = PULLS.get(feed.source)
     if pull is None:
-        return signed.fetch(feed, fetcher, cached, now)
+        return signed.fetch(feed, fetcher, cached, now, verified)
     return pull(feed, fetcher, cached, now)
 
 

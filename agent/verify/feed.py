@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from agent.config import FeedConfig
@@ -49,6 +50,9 @@ class FeedData:
     payloads: tuple[tuple[str, str, bytes], ...]  # (file name, format, bytes)
     files: dict[str, bytes]  # everything to keep as the last good copy
     fresh: bool  # downloaded in this run (False: the cached copy)
+    # the sha256 each payload was checked against, by file name (not every path knows it):
+    # what the validated result's key (agent.feedcache) takes instead of hashing again
+    hashes: Mapping[str, str] = field(default_factory=dict)
 
 
 def trusted_keys(feed: FeedConfig) -> list[PublicKey]:
@@ -77,16 +81,19 @@ def _get_first(
                      hint=errors[0].hint)
 
 
-def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
-          ) -> FeedData | None:
-    """Download and verify; None when the feed is unchanged since the cached copy."""
+def fetch(feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime,
+          verified: FeedData | None = None) -> FeedData | None:
+    """Download and verify; None when the feed is unchanged since the cached copy.
+    `verified`: that copy, as `load_cached` checked it in this sync (its payloads are not
+    read and hashed again to see whether the new manifest still lists them)."""
     if feed.format == "manifest":
-        return _fetch_manifest_feed(feed, fetcher, cached, now)
+        return _fetch_manifest_feed(feed, fetcher, cached, now, verified)
     return _fetch_list_feed(feed, fetcher, cached, now)
 
 
 def _fetch_manifest_feed(
-    feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime
+    feed: FeedConfig, fetcher: Fetcher, cached: CachedFeed | None, now: datetime,
+    verified: FeedData | None = None,
 ) -> FeedData | None:
     resp = _get_first(feed, fetcher, max_size=MANIFEST_MAX, cached=cached)
     if resp.status == 304 and cached is not None:
@@ -119,7 +126,7 @@ def _fetch_manifest_feed(
                 where=f"feed {feed.name}", reason="payload-size",
                 hint=f"raise max_size for feed {feed.name!r} if this size is expected; {_KEEP}",
             )
-        data = _reuse(cached, p.path, p.sha256)
+        data = _reuse(cached, p.path, p.sha256, verified)
         if data is None:
             data = fetcher.get(join_url(resp.url, p.path), max_size=p.size,
                                timeout=feed.timeout, ca_file=feed.ca_file).data
@@ -128,13 +135,19 @@ def _fetch_manifest_feed(
         payloads.append((p.path, p.format, data))
     record = _record(feed, manifest, resp, files, {p.path: p.format for p in manifest.payloads},
                      now)
-    return FeedData(record, tuple(payloads), files, True)
+    return FeedData(record, tuple(payloads), files, True,
+                    {p.path: p.sha256 for p in manifest.payloads})
 
 
-def _reuse(cached: CachedFeed | None, path: str, sha256: str) -> bytes | None:
+def _reuse(cached: CachedFeed | None, path: str, sha256: str,
+           verified: FeedData | None = None) -> bytes | None:
     """An unchanged payload is not downloaded again (its hash is pinned by the manifest)."""
     if cached is None or path not in cached.record.files:
         return None
+    if verified is not None and path in verified.hashes:  # checked in this sync already
+        if verified.hashes[path] != sha256:
+            return None
+        return next((body for name, _, body in verified.payloads if name == path), None)
     try:
         data = cached.read(path)
     except StateError:
@@ -186,14 +199,14 @@ def _fetch_list_feed(
     issued, expires = list_rules.times(serial, feed)
     if cached is not None and sha == cached.record.sha256:
         return FeedData(replace(cached.record, etag=resp.etag, last_modified=resp.last_modified,
-                                issued=issued, expires=expires), (), {}, False)
+                                issued=issued, expires=expires), (), {}, False, {name: sha})
     record = FeedRecord(
         name=feed.name, serial=serial, sha256=sha, url=resp.url, accepted_at=int(now.timestamp()),
         key_id=key_id, etag=resp.etag, last_modified=resp.last_modified,
         files={n: (feed.format if n == name else "") for n in files}, issued=issued,
         expires=expires,
     )
-    return FeedData(record, ((name, feed.format, resp.data),), files, True)
+    return FeedData(record, ((name, feed.format, resp.data),), files, True, {name: sha})
 
 
 def load_cached(feed: FeedConfig, cached: CachedFeed) -> FeedData:
@@ -209,7 +222,8 @@ def load_cached(feed: FeedConfig, cached: CachedFeed) -> FeedData:
             body = cached.read(p.path)
             check_payload(p, body)
             payloads.append((p.path, p.format, body))
-        return FeedData(rec, tuple(payloads), {}, False)
+        return FeedData(rec, tuple(payloads), {}, False,
+                        {p.path: p.sha256 for p in manifest.payloads})
     name = next(n for n, fmt in rec.files.items() if fmt)
     body = cached.read(name)
     if feed.signature != "none":

@@ -196,3 +196,62 @@ def test_a_previous_copy_changed_on_disk_is_not_read_by_difference(
     doc = _sync_json(cli)
     assert taken == [] and doc["feeds"][0]["accepted"] == 6
     assert "91.92.109.7" in enforced()["v4"] and "9.9.9.9" not in enforced()["v4"]
+
+
+def test_the_last_good_copy_is_read_and_hashed_once_a_sync(
+        synced: Callable[..., Path], cli: Cli, publish: Callable[..., Any],
+        enforced: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new manifest with one payload changed and one not: the copy verified at the start of
+    the sync serves both the test "is this payload unchanged" and the result's key, instead of
+    reading and hashing each payload again; the unchanged payload is not downloaded."""
+    from agent.state.feeds import CachedFeed
+    from agent.verify import feed as signed
+
+    synced()
+    publish("cert", LIST, "77.88.99.2\nsame.example\n", serial=2)
+    _sync_json(cli)
+    reads: list[str] = []
+    real_read = CachedFeed.read
+
+    def read(self: CachedFeed, name: str) -> bytes:
+        reads.append(name)
+        return real_read(self, name)
+
+    hashed: list[int] = []
+    real_check = signed.check_payload
+
+    def check(p: Any, data: bytes) -> None:
+        hashed.append(len(data))
+        real_check(p, data)
+
+    monkeypatch.setattr(CachedFeed, "read", read)
+    monkeypatch.setattr(signed, "check_payload", check)
+    publish("cert", LIST + "77.88.99.1\n", "77.88.99.2\nsame.example\n", serial=3)
+    doc = _sync_json(cli)
+    assert doc["feeds"][0]["accepted"] == 8 and doc["feeds"][0]["error"] is None
+    assert sorted(reads) == sorted(["manifest.json", "manifest.json.minisig", "indicators.txt",
+                                    "indicators-2.txt"])  # each once: verifying the copy
+    assert len(hashed) == 4  # the copy's two payloads, then the new manifest's two
+    assert {"77.88.99.1", "77.88.99.2"} <= set(enforced()["v4"])
+
+
+def test_a_result_keyed_by_the_verified_hashes_is_the_one_hashing_keys(
+        synced: Callable[..., Path], state_dir: Path) -> None:
+    """The key of a validated result (agent.feedcache) is the same whether the payloads'
+    sha256 come from their verification or are computed: a kept result is found either way."""
+    from agent import feedcache
+    from agent.config import load
+    from agent.state import StateStore
+    from agent.verify import feed as signed
+
+    config = load(synced())
+    feed = config.feeds[0]
+    cached = StateStore(state_dir).load_feed("cert")
+    assert cached is not None
+    verified = signed.load_cached(feed, cached)
+    assert verified.hashes  # what verification checked
+
+    class Bare:
+        payloads = verified.payloads
+
+    assert feedcache.digest_key(feed, verified, "p") == feedcache.digest_key(feed, Bare(), "p")
