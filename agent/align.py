@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 RUN = 32  # the first slice compared once two rows match; doubled while they go on matching
 WINDOWS = (16, 128, 1024, 8192)  # how far ahead the next common row is looked for
+STUCK = 8  # rows replaced one for one in a row, past which the wider windows are searched
 LOST = 64  # rows found in no window, past which the copies are taken to share no order
 
 Run = tuple[int, int, int]  # old index, new index, length: rows equal two by two
@@ -30,7 +31,7 @@ def align(old: Sequence[str], new: Sequence[str], budget: float
     runs: list[Run] = []
     removed: list[int] = []
     inserted: list[int] = []
-    i = j = lost = 0
+    i = j = lost = stuck = 0
     n, m = len(old), len(new)
     while i < n and j < m:
         if old[i] == new[j]:
@@ -46,6 +47,7 @@ def align(old: Sequence[str], new: Sequence[str], budget: float
                     i += step
                     j += step
             runs.append((start_i, start_j, i - start_i))
+            stuck = 0
             continue
         if i + 1 < n and j + 1 < m and old[i + 1] == new[j + 1]:  # one row replaced another
             removed.append(i)
@@ -56,7 +58,9 @@ def align(old: Sequence[str], new: Sequence[str], budget: float
                 return None
             continue
         ahead_old = ahead_new = -1
-        for window in WINDOWS:
+        # near a change the next common row is close: the wide windows only once stuck (a
+        # block of rows added or removed), so that dense changes cost a short search each
+        for window in WINDOWS if stuck >= STUCK else WINDOWS[:1]:
             ahead_old = _find(old, new[j], i + 1, i + window)
             ahead_new = _find(new, old[i], j + 1, j + window)
             if ahead_old >= 0 or ahead_new >= 0:
@@ -67,10 +71,12 @@ def align(old: Sequence[str], new: Sequence[str], budget: float
         elif ahead_new >= 0:
             inserted.extend(range(j, ahead_new))  # new rows before it came
             j = ahead_new
-        else:  # neither row is anywhere near: replaced, or the copies share no order
-            lost += 1
-            if lost > LOST:
-                return None
+        else:  # neither row is near: replaced, or the copies share no order
+            if stuck >= STUCK:
+                lost += 1
+                if lost > LOST:
+                    return None
+            stuck += 1
             removed.append(i)
             inserted.append(j)
             i += 1

@@ -90,3 +90,19 @@ def test_carried_maps_old_rows_still_listed_to_their_new_place() -> None:
     runs = [(0, 0, 3), (5, 3, 4), (9, 10, 2)]
     assert align.carried(runs, [0, 2, 3, 4, 5, 8, 9, 10, 11]) == [0, 2, 3, 6, 10, 11]
     assert align.carried([], [1, 2]) == []
+
+
+def test_dense_changes_next_to_each_other_are_still_paired() -> None:
+    """10 % out and 10 % in of a sorted list: many changes touch (two rows out where one came):
+    each is resolved near where it happened, not taken for copies that share no order."""
+    rnd = random.Random(8)
+    old = sorted({f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.1"
+                  for _ in range(40_000)})
+    gone = set(rnd.sample(old, 4000))
+    came = {f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.2"
+            for _ in range(4000)}
+    new = sorted({*old} - gone | came)
+    found = align.align(old, new, 0.25 * len(new))
+    assert found is not None
+    check(old, new, found)
+    assert {old[i] for i in found[1]} - {new[j] for j in found[2]} == gone
