@@ -57,6 +57,17 @@ def texts(data: Payloads) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def kept_texts(data: Payloads) -> tuple[str, ...]:
+    """`texts` of payloads it took before (the previous copy of a result kept under their
+    bytes' key): the same text, without checking again that they are bare (30 ms a million
+    lines)."""
+    out = []
+    for _, _, body in data.payloads:
+        text = decode(body)
+        out.append(_COMMENT_LINE.sub("", text) if "#" in text or ";" in text else text)
+    return tuple(out)
+
+
 def _bare(body: bytes) -> str | None:
     """The payload's text with each whole-line comment blanked (as the general path skips
     it, line numbers kept), when the rest is bare; else None (the general path reads it)."""

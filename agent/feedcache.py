@@ -128,7 +128,7 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
     read = bulk.texts(data)
     if read is not None:
         was = before(feed, data, previous, store, policy_print) if key and policy_print else None
-        old = bulk.texts(previous) if was is not None and previous is not None else None
+        old = bulk.kept_texts(previous) if was is not None and previous is not None else None
         digest, index, rejected = bulk.validate(feed, data, policy, key, lines=lines,
                                                 before=was, read=read,
                                                 before_text=old[0] if old else None)
@@ -138,5 +138,5 @@ def validated(feed: FeedConfig, data: Payloads, policy: Policy, store: StateStor
         digest = from_checked(key, parsed.total, parsed.rejects, guard)
         index, rejected = parsed.index_lines, guard.rejected
     if key and save:
-        store.digests.save(feed.name, digest)
+        store.digests.keep(feed.name, digest)  # written once the change is enforced
     return Validated(digest, index, rejected if lines else (), True)

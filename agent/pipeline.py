@@ -222,6 +222,7 @@ def run(
         _apply(result, () if unchanged is not None else backends, plan, blocklist, ctx, say)
         result.notes.extend(unchanged or ())
         clock.add("apply", started)
+        store.digests.flush()  # the feeds' new results, kept once the change is enforced
         if result.error is None:
             started = time.perf_counter()
             _record(result, store, ctx, now, {
@@ -233,6 +234,7 @@ def run(
         if not dry_run and baseline is not None:
             _deescalate(result, config, store, backends, baseline, meta, rpz_serial, now, say)
 
+    store.digests.flush()  # (a held plan, a dry run's nothing)
     result.timings = dict(clock.timings, total=time.perf_counter() - started_all)
     result.repairs = store.repairs()
     if not dry_run:

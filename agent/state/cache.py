@@ -172,17 +172,32 @@ def forget(root: Path, feeds: set[str]) -> None:
 
 
 class Digests:
-    """The store's face of the cache (StateStore.digests): feed name and key to a result."""
+    """The store's face of the cache (StateStore.digests): feed name and key to a result.
+
+    `keep` queues a result and `flush` writes the queue: a sync keeps what it computed once
+    the kernel and the resolver have the change (pipeline.run), so that writing a million
+    values (0.1 s) does not delay the change being enforced. A result queued is found by
+    `load` until then; one lost by a crash before `flush` is computed again."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._queued: dict[tuple[str, str], Digest] = {}
 
     def load(self, feed: str, key: str) -> Digest | None:
         """The cached result, or None if absent or failing its check (then removed)."""
-        return load(self.root, feed, key)
+        queued = self._queued.get((feed, key))
+        return queued if queued is not None else load(self.root, feed, key)
 
     def save(self, feed: str, digest: Digest) -> None:
         save(self.root, feed, digest)
+
+    def keep(self, feed: str, digest: Digest) -> None:
+        self._queued[(feed, digest.key)] = digest
+
+    def flush(self) -> None:
+        queued, self._queued = self._queued, {}
+        for (feed, _), digest in queued.items():
+            save(self.root, feed, digest)
 
     def forget(self, keep: set[str]) -> None:
         """Drop the cached results of feeds no longer configured."""

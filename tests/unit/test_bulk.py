@@ -170,6 +170,7 @@ def test_reading_by_difference_equals_reading_all(
     if not bulk.applies(old) or not bulk.applies(new):
         return
     text = bulk.texts(old)[0] if in_order else None  # type: ignore[index]
+    assert bulk.kept_texts(old) == bulk.texts(old)  # the previous copy's text, read again
     with pytest.MonkeyPatch.context() as patch:  # even a change of every row, here
         patch.setattr(bulk_delta, "MAX_SHARE", float("inf"))
         previous = bulk.validate(replace(feed, max_reject_ratio=1.0), old, POLICY, "k0",
@@ -239,3 +240,21 @@ def test_a_kept_result_remembers_its_rows_for_the_next_reading() -> None:
     assert got.change is not None and got.change.removed["names"] == {"x.org"}
     general = from_checked("g", 1, [], POLICY.check([Indicator(IPV4, "1.2.3.4")]))
     assert cache.decode(cache.encode(general), "g").special is None
+
+
+def test_a_result_kept_in_a_sync_is_written_when_the_queue_is_flushed(tmp_path: Path) -> None:
+    """pipeline.run keeps the feeds' new results once the change is enforced: until then a
+    kept result is found in memory, and nothing is on disk."""
+    from agent.state import cache
+
+    feed = FeedConfig(name="f", url="file:///x")
+    digest = bulk.validate(feed, Data(("l", "plain", b"1.2.3.4\nevil.com\n")), POLICY,
+                           "a" * 64, lines=False)[0]
+    store = cache.Digests(tmp_path)
+    store.keep("f", digest)
+    assert store.load("f", "a" * 64) is digest
+    assert not list(tmp_path.rglob("*.digest"))
+    store.flush()
+    assert [p.name for p in tmp_path.rglob("*.digest")] == ["a" * 64 + ".digest"]
+    again = cache.Digests(tmp_path).load("f", "a" * 64)
+    assert again is not None and list(again.values("v4")) == ["1.2.3.4"]
