@@ -100,6 +100,7 @@ class _Feed:
     known: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     plain: dict[str, int] | None = None  # Digest.plain, when read by difference
     change: Change | None = None  # from the previous copy's result, when read by difference
+    finished: bulk_delta.Finished | None = None  # that reading's lists, built when asked
 
 
 def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, lines: bool,
@@ -127,12 +128,16 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, line
     check_reject_ratio(feed, out.rejects, total)
     expired = [g.indicator.expires for g in out.refused
                if g.reason == EXPIRED and g.indicator.expires is not None]
-    if out.change is not None:  # bulk_delta made them unique
-        values, plain = out.columns, out.plain
+    values: Mapping[str, list[str]] | Callable[[], Mapping[str, list[str]]]
+    if out.finished is not None:  # bulk_delta made them unique
+        values, plain = _later(out.columns, out.finished), out.plain
+        sizes = {**{kind: len(v) for kind, v in out.columns.items()}, **out.finished.sizes}
     elif single:
         values, plain = _unique(out.columns, out.scanned)
+        sizes = {kind: len(v) for kind, v in values.items()}
     else:
         values = {kind: list(dict.fromkeys(found)) for kind, found in out.columns.items()}
+        sizes = {kind: len(v) for kind, v in values.items()}
         plain = None
     counts: dict[str, int] = {}
     for g in out.refused:
@@ -142,13 +147,21 @@ def validate(feed: FeedConfig, data: Payloads, policy: Policy, key: str, *, line
         reject_samples=tuple(out.rejects[:SAMPLE]), guard_counts=counts,
         guard_samples=tuple(out.refused[:SAMPLE]), extras=tuple(dict.fromkeys(out.extras)),
         valid_from=max(expired) if expired else None, valid_until=out.until,
-        counts={kind: len(v) for kind, v in values.items()})
+        counts=sizes)
     # the next copy is read by difference when a few rows are special (bulk_delta.MAX_SHARE)
     special = (tuple(out.special) if single and len(out.special) <= bulk_delta.MAX_SHARE
                * max(total, 1) else None)
     return (Digest(summary, values, special=special, plain=plain, change=out.change,
                    known=out.known, special_lines=tuple(out.special_lines)),
             tuple(out.index), tuple(out.refused))
+
+
+def _later(columns: Mapping[str, list[str]], finished: bulk_delta.Finished
+           ) -> Callable[[], Mapping[str, list[str]]]:
+    """The lists of a reading by difference, "v4" and the names built when first asked."""
+    def load() -> Mapping[str, list[str]]:
+        return {**columns, **finished.lists()}
+    return load
 
 
 def _unique(columns: dict[str, list[str]], scanned: dict[str, int]
@@ -202,7 +215,8 @@ def _payload(out: _Feed, path: str, text: str, subdomains: bool, policy: Policy,
     out.special_lines = sorted([*odd, *suspects])
     out.special = [rows[i] for i in out.special_lines]
     if shift is not None:
-        out.change, out.plain = shift.finish(rows, out.columns, out.scanned, out.special)
+        out.finished = shift.finish(rows, out.columns, out.scanned, out.special)
+        out.change, out.plain = out.finished.change, out.finished.marks
     if lines:
         _index(out, path, odd, verdict, subdomains)
 

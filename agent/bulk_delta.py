@@ -28,8 +28,9 @@ readings). Past MAX_SHARE of rows to scan the full reading is used instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import filterfalse
+from typing import NamedTuple
 
 from agent import align
 from agent.digest import KINDS, Change, Digest
@@ -61,11 +62,14 @@ class Shift:
         return set()
 
     def finish(self, rows: list[str], columns: dict[str, list[str]], scanned: Mapping[str, int],
-               special: Sequence[str]) -> tuple[Change, dict[str, int]]:
+               special: Sequence[str]) -> Finished:
         """Complete `columns`, which hold the plain rows the scan took (before `scanned`) then
         what the special rows gave (`special`, the new copy's): the change from the previous
-        result, and the new marks of the plain rows (Digest.plain)."""
+        result, the new marks of the plain rows (Digest.plain), and the lists of "v4" and the
+        names, built when first asked (`Finished.lists`: nothing before the apply needs a
+        million values the change describes)."""
         was = self.before
+        held_before = was.summary.counts
         held = self._held()
         fresh = {kind: [v for v in dict.fromkeys(columns[kind][:scanned[kind]]) if v not in held]
                  for kind in self.kinds}
@@ -76,27 +80,48 @@ class Shift:
         gone, listed = self._gone(rows, {v for tail in tails.values() for v in tail
                                          if v not in odd})
         marks: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        tail_of: dict[str, list[str]] = {}
         added: dict[str, frozenset[str]] = {}
         removed: dict[str, frozenset[str]] = {}
         for kind in KINDS:
             values = columns[kind]
             if kind not in self.kinds:  # only special rows give these: small lists
                 values[:] = dict.fromkeys(values)
-                came, left = set(values), set(was.values(kind))
+                came = set(values)
+                left = set(was.values(kind)) if held_before.get(kind) else set()
             else:
                 new = set(fresh[kind])
-                tail = [v for v in tails[kind] if v not in new and v not in listed]
-                head = was.values(kind)[:self.heads[kind]]
-                values[:] = list(filterfalse(gone.__contains__, head)) if gone else head
-                values.extend(fresh[kind])
-                marks[kind] = len(values)
-                values.extend(tail)
+                tail = tail_of[kind] = [v for v in tails[kind] if v not in new and v not in listed]
                 quad = kind == "v4"  # a canonical name never ends with a digit (agent.bulk)
                 left = {v for v in gone if ("0" <= v[-1] <= "9") == quad}
-                left.update(was.values(kind)[self.heads[kind]:])  # what special rows gave
+                marks[kind] = self.heads[kind] - len(left) + len(fresh[kind])
+                sizes[kind] = marks[kind] + len(tail)
+                if held_before.get(kind, 0) > self.heads[kind]:
+                    left.update(was.values(kind)[self.heads[kind]:])  # what special rows gave
                 came = new.union(tail)
             added[kind], removed[kind] = frozenset(came - left), frozenset(left - came)
-        return Change(was.ident, added, removed), marks
+
+        def lists() -> dict[str, list[str]]:
+            out = {}
+            for kind in self.kinds:
+                head = was.values(kind)[:self.heads[kind]]
+                values = list(filterfalse(gone.__contains__, head)) if gone else list(head)
+                values.extend(fresh[kind])
+                values.extend(tail_of[kind])
+                out[kind] = values
+            return out
+
+        return Finished(Change(was.ident, added, removed), marks, sizes, lists)
+
+
+class Finished(NamedTuple):
+    """A reading by difference done: `sizes` and `lists` for "v4" and the feed's names."""
+
+    change: Change
+    marks: dict[str, int]
+    sizes: dict[str, int]
+    lists: Callable[[], dict[str, list[str]]]
 
 
 class _BySets(Shift):
