@@ -49,18 +49,11 @@ def align(old: Sequence[str], new: Sequence[str], budget: float
             runs.append((start_i, start_j, i - start_i))
             stuck = 0
             continue
-        if i + 1 < n and j + 1 < m and old[i + 1] == new[j + 1]:  # one row replaced another
-            removed.append(i)
-            inserted.append(j)
-            i += 1
-            j += 1
-            if len(removed) + len(inserted) > budget:
-                return None
-            continue
+        replaced = i + 1 < n and j + 1 < m and old[i + 1] == new[j + 1]  # one row for another
         ahead_old = ahead_new = -1
         # near a change the next common row is close: the wide windows only once stuck (a
         # block of rows added or removed), so that dense changes cost a short search each
-        for window in WINDOWS if stuck >= STUCK else WINDOWS[:1]:
+        for window in () if replaced else WINDOWS if stuck >= STUCK else WINDOWS[:1]:
             ahead_old = _find(old, new[j], i + 1, i + window)
             ahead_new = _find(new, old[i], j + 1, j + window)
             if ahead_old >= 0 or ahead_new >= 0:
@@ -71,12 +64,13 @@ def align(old: Sequence[str], new: Sequence[str], budget: float
         elif ahead_new >= 0:
             inserted.extend(range(j, ahead_new))  # new rows before it came
             j = ahead_new
-        else:  # neither row is near: replaced, or the copies share no order
-            if stuck >= STUCK:
-                lost += 1
-                if lost > LOST:
-                    return None
-            stuck += 1
+        else:  # replaced, or neither row is near: the copies may share no order
+            if not replaced:
+                if stuck >= STUCK:
+                    lost += 1
+                    if lost > LOST:
+                        return None
+                stuck += 1
             removed.append(i)
             inserted.append(j)
             i += 1

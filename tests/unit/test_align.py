@@ -45,14 +45,19 @@ def test_any_pair_of_lists_is_paired_validly(old: list[str],
         check(old, new, found)
 
 
-def test_a_sorted_list_changed_by_one_percent_is_paired_at_its_changes() -> None:
-    rnd = random.Random(3)
+def changed(seed: int, size: int, count: int) -> tuple[list[str], list[str], set[str], set[str]]:
+    """A sorted list of `size` addresses, and a copy with `count` of them out, `count` in."""
+    rnd = random.Random(seed)
     old = sorted({f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.1"
-                  for _ in range(20_000)})
-    gone = set(rnd.sample(old, 200))
+                  for _ in range(size)})
+    gone = set(rnd.sample(old, count))
     came = {f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.2"
-            for _ in range(200)}
-    new = sorted({*old} - gone | came)
+            for _ in range(count)}
+    return old, sorted({*old} - gone | came), gone, came
+
+
+def test_a_sorted_list_changed_by_one_percent_is_paired_at_its_changes() -> None:
+    old, new, gone, came = changed(3, 20_000, 200)
     found = align.align(old, new, 1000)
     assert found is not None
     check(old, new, found)
@@ -95,13 +100,7 @@ def test_carried_maps_old_rows_still_listed_to_their_new_place() -> None:
 def test_dense_changes_next_to_each_other_are_still_paired() -> None:
     """10 % out and 10 % in of a sorted list: many changes touch (two rows out where one came):
     each is resolved near where it happened, not taken for copies that share no order."""
-    rnd = random.Random(8)
-    old = sorted({f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.1"
-                  for _ in range(40_000)})
-    gone = set(rnd.sample(old, 4000))
-    came = {f"{rnd.randrange(1, 224)}.{rnd.randrange(256)}.{rnd.randrange(256)}.2"
-            for _ in range(4000)}
-    new = sorted({*old} - gone | came)
+    old, new, gone, _ = changed(8, 40_000, 4000)
     found = align.align(old, new, 0.25 * len(new))
     assert found is not None
     check(old, new, found)
