@@ -69,7 +69,8 @@ class Shift:
         names, built when first asked (`Finished.lists`: nothing before the apply needs a
         million values the change describes)."""
         was = self.before
-        held_before = was.summary.counts
+        held_before = was.summary.counts  # unique values per kind: a kind it had none of is
+        # not decoded (a result without counts is, whole)
         held = self._held()
         fresh = {kind: [v for v in dict.fromkeys(columns[kind][:scanned[kind]]) if v not in held]
                  for kind in self.kinds}
@@ -89,7 +90,7 @@ class Shift:
             if kind not in self.kinds:  # only special rows give these: small lists
                 values[:] = dict.fromkeys(values)
                 came = set(values)
-                left = set(was.values(kind)) if held_before.get(kind) else set()
+                left = set(was.values(kind)) if held_before.get(kind, 1) else set()
             else:
                 new = set(fresh[kind])
                 tail = tail_of[kind] = [v for v in tails[kind] if v not in new and v not in listed]
@@ -97,7 +98,7 @@ class Shift:
                 left = {v for v in gone if ("0" <= v[-1] <= "9") == quad}
                 marks[kind] = self.heads[kind] - len(left) + len(fresh[kind])
                 sizes[kind] = marks[kind] + len(tail)
-                if held_before.get(kind, 0) > self.heads[kind]:
+                if held_before.get(kind, self.heads[kind] + 1) > self.heads[kind]:
                     left.update(was.values(kind)[self.heads[kind]:])  # what special rows gave
                 came = new.union(tail)
             added[kind], removed[kind] = frozenset(came - left), frozenset(left - came)

@@ -182,6 +182,32 @@ def test_a_reordered_copy_is_enforced_as_listed(
     assert doc["feeds"][0]["accepted"] == len(new)
 
 
+def test_a_list_with_a_dated_header_and_crlf_lines_is_read_in_order(
+        synced: Callable[..., Path], cli: Cli, publish: Callable[..., Any],
+        enforced: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shape of public lists: a comment header that changes at every copy, CRLF line
+    ends, a blank last line. The header lines are blanks to the comparison, so the copies still
+    pair row for row; the kernel holds what the new copy lists."""
+    synced()
+    rows = [f"185.222.{i // 200}.{i % 200 + 1}" for i in range(500)]
+
+    def text(stamp: str, values: list[str]) -> str:
+        return f"# blocklist, generated {stamp}\r\n# one address a line\r\n\r\n" + "".join(
+            f"{v}\r\n" for v in values)
+
+    publish("cert", text("2026-12-01T10:00", rows), serial=2)
+    _sync_json(cli)
+    taken = _spy(monkeypatch)
+    new = [r for k, r in enumerate(rows) if k % 50] + ["77.88.99.10", "77.88.99.11"]
+    publish("cert", text("2026-12-01T11:00", new), serial=3)
+    doc = _sync_json(cli)
+    assert taken == ["in order"]
+    assert set(enforced()["v4"]) == set(new)
+    assert doc["feeds"][0]["accepted"] == len(new)
+    why = cli("why", "77.88.99.11", "--json").json
+    assert why["sources"][0]["ref"].endswith(f":{3 + len(new)}"), why
+
+
 def test_a_previous_copy_changed_on_disk_is_not_read_by_difference(
         synced: Callable[..., Path], cli: Cli, publish: Callable[..., Any], state_dir: Path,
         enforced: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> None:
