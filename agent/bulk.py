@@ -61,11 +61,12 @@ def kept_texts(data: Payloads) -> tuple[str, ...]:
     """`texts` of payloads it took before (the previous copy of a result kept under their
     bytes' key): the same text, without checking again that they are bare (30 ms a million
     lines)."""
-    out = []
-    for _, _, body in data.payloads:
-        text = decode(body)
-        out.append(_COMMENT_LINE.sub("", text) if "#" in text or ";" in text else text)
-    return tuple(out)
+    return tuple(_blanked(decode(body)) for _, _, body in data.payloads)
+
+
+def _blanked(text: str) -> str:
+    """Each whole-line comment blanked: the general path skips it, line numbers kept."""
+    return _COMMENT_LINE.sub("", text) if "#" in text or ";" in text else text
 
 
 def _bare(body: bytes) -> str | None:
@@ -73,10 +74,9 @@ def _bare(body: bytes) -> str | None:
     it, line numbers kept), when the rest is bare; else None (the general path reads it)."""
     try:
         text = decode(body)
-        if "#" in text or ";" in text:
-            if has_bad_bytes(text):
-                return None  # a line that is not UTF-8 is a reject, even a comment
-            text = _COMMENT_LINE.sub("", text)
+        if ("#" in text or ";" in text) and has_bad_bytes(text):
+            return None  # a line that is not UTF-8 is a reject, even a comment
+        text = _blanked(text)
         return text if is_bare(text) else None
     except Exception:
         return None

@@ -37,7 +37,7 @@ def _quoted(path: str) -> str | None:
 
 
 def boot_table(fw: FirewallConfig, blocklist: Blocklist, store: StateStore,
-               rooms: Mapping[str, int] | None = None) -> tuple[str, list[str], str | None]:
+               rooms: Mapping[str, int] | None = None) -> tuple[str, list[str], str]:
     """(the table for enforced.nft, the parts it includes: keep them, sweep the others, and
     what `nft -c` checks before enforced.nft is replaced).
 

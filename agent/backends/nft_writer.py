@@ -88,7 +88,7 @@ class _Enforced:
     damaged: list[str]     # the boot files found damaged (their parts were written again)
     table: str             # "" when a part could not be written (`error`)
     parts: list[str]
-    check: str | None      # what `nft -c` checks (None: the file itself)
+    check: str             # what `nft -c` checks: the table without its elements
     error: str | None = None
     checked: str | None = None  # sha256 of the text `nft -c` accepted (isolation inline)
 
@@ -191,10 +191,10 @@ class TableWriter:
             table, parts, check_text = boot_table(self.fw, blocklist, self.store, declared)
         except OSError as exc:  # a part could not be written (a full disk)
             log.error("nftables: could not write the parts of enforced.nft: %s", exc)
-            return _Enforced(declared, damaged, "", [], None, str(exc.strerror or exc))
+            return _Enforced(declared, damaged, "", [], "", str(exc.strerror or exc))
         checked = None
         if iso_script is not None:
-            text = (table if check_text is None else check_text) + iso_script
+            text = check_text + iso_script
             try:
                 self.nft.load(text, check_only=True)
                 checked = _sha(text)
@@ -225,13 +225,14 @@ class TableWriter:
             table, parts, check_text = enforced.table, list(enforced.parts), enforced.check
             if enforced.error is not None:
                 failed.append(f"enforced.nft ({enforced.error})")
-            # in parts, the base was checked when it was written: the check costs the change
-            check = (self.nft.check_file if check_text is None
-                     else lambda _path: self.nft.load(check_text + (include or iso_script),
-                                                      check_only=True))
-            if enforced.checked == _sha((table if check_text is None else check_text)
-                                        + iso_script):
-                check = partial(self._checked_during_commit, check, _sha(iso_script), include)
+            checked_text = check_text + (include or iso_script)
+
+            def check(_path: Path) -> None:  # the elements are what the kernel accepted
+                self.nft.load(checked_text, check_only=True)
+
+            if enforced.checked == _sha(check_text + iso_script):
+                check = partial(self._checked_during_commit, check,
+                                _sha(iso_script), include)
             if table:
                 files.append(("enforced.nft", table + (include or iso_script),
                               partial(self.store.save_boot_ruleset, check=check)))
